@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: MIT */
+/* weft: Python's concurrency toolkit for C. The umbrella header. */
+#ifndef WEFT_WEFT_H
+#define WEFT_WEFT_H
+
+#include <weft/base.h>
+#include <weft/queue.h>
+#include <weft/sync.h>
+#include <weft/thread.h>
+
+#endif /* WEFT_WEFT_H */
