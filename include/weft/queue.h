@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Thread-safe queues: Python's queue.Queue, LifoQueue, PriorityQueue and
+ * multiprocessing.JoinableQueue semantics, for any number of producers and
+ * consumers, with close instead of sentinel values.
+ *
+ * Items are fixed-size values (elem_size bytes, default one pointer) copied in
+ * and out, so no allocation happens per item. Queues are bounded by default.
+ * The bounded FIFO is lock-free on its fast path (per-cell sequence numbers)
+ * and parks a thread only when the queue is really full or empty; the other
+ * kinds use a futex mutex. Every function here is thread-safe.
+ */
+#ifndef WEFT_QUEUE_H
+#define WEFT_QUEUE_H
+
+#include <stdbool.h>
+#include <weft/base.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_queue weft_queue_t;
+
+typedef enum weft_queue_order {
+    WEFT_QUEUE_FIFO = 0,     /* queue.Queue: first in, first out */
+    WEFT_QUEUE_LIFO = 1,     /* queue.LifoQueue: last in, first out */
+    WEFT_QUEUE_PRIORITY = 2, /* queue.PriorityQueue: smallest first */
+} weft_queue_order_t;
+
+/* Compare two items (pointers to elem_size bytes): negative when a comes
+ * before b. Items that compare equal come out in no particular order. */
+typedef int (*weft_cmp_fn)(const void *a, const void *b, void *ctx);
+
+/* Called on each item still queued when the queue is destroyed. */
+typedef void (*weft_drop_fn)(void *item, void *ctx);
+
+/* capacity value for a queue without bound (use with care: nothing then
+ * slows a producer that outruns its consumers). */
+#define WEFT_QUEUE_UNBOUNDED ((size_t)-1)
+
+/* Largest elem_size accepted. */
+#define WEFT_QUEUE_ELEM_MAX 4096u
+
+typedef struct weft_queue_opts {
+    size_t capacity;          /* most items held; default 1024 */
+    size_t elem_size;         /* bytes per item; default sizeof(void *) */
+    weft_queue_order_t order; /* default FIFO */
+    weft_cmp_fn cmp;          /* required for PRIORITY, else ignored */
+    void *cmp_ctx;
+    weft_drop_fn drop; /* may be NULL: leftover items are then discarded */
+    void *drop_ctx;
+    const char *name; /* copied; for logs and dumps; may be NULL */
+} weft_queue_opts_t;
+
+#define WEFT_QUEUE_OPTS_INIT                                                   \
+    {1024, sizeof(void *), WEFT_QUEUE_FIFO, NULL, NULL, NULL, NULL, NULL}
+
+/*
+ * weft_queue_create: a new empty queue. opts borrowed; NULL gives a bounded
+ * FIFO of 1024 pointers. Errors: WEFT_EINVAL (capacity 0, elem_size 0 or
+ * above WEFT_QUEUE_ELEM_MAX, PRIORITY without cmp, unknown order),
+ * WEFT_ENOMEM. A bounded FIFO allocates its whole ring here (capacity rounded
+ * up to a power of two internally; the bound stays exactly capacity).
+ */
+WEFT_API WEFT_NODISCARD int weft_queue_create(const weft_queue_opts_t *opts,
+                                              weft_queue_t **out);
+
+/*
+ * weft_queue_destroy: free q, passing each item still queued to opts.drop.
+ * No thread may use q any more (a waiter still inside is asserted where it
+ * can be seen). NULL is a no-op.
+ */
+WEFT_API void weft_queue_destroy(weft_queue_t *q);
+
+/*
+ * weft_queue_put: copy elem_size bytes from item into q, blocking while q is
+ * full. Returns WEFT_OK, WEFT_ECLOSED (q closed before or while waiting; the
+ * item was not added), or WEFT_ECANCELED.
+ */
+WEFT_API WEFT_NODISCARD int weft_queue_put(weft_queue_t *q, const void *item);
+/* weft_queue_try_put: as put, but WEFT_EAGAIN instead of blocking when full. */
+WEFT_API WEFT_NODISCARD int weft_queue_try_put(weft_queue_t *q,
+                                               const void *item);
+/* weft_queue_put_until: as put, or WEFT_ETIMEDOUT when deadline passes. */
+WEFT_API WEFT_NODISCARD int weft_queue_put_until(weft_queue_t *q,
+                                                 const void *item,
+                                                 weft_time_t deadline);
+
+/*
+ * weft_queue_get: move the next item into out (elem_size bytes), blocking
+ * while q is empty. Returns WEFT_OK, WEFT_ECLOSED (q is closed and empty:
+ * every item put before the close has been taken), or WEFT_ECANCELED.
+ */
+WEFT_API WEFT_NODISCARD int weft_queue_get(weft_queue_t *q, void *out);
+/* weft_queue_try_get: as get, but WEFT_EAGAIN instead of blocking when empty
+ * (WEFT_ECLOSED when closed and empty). */
+WEFT_API WEFT_NODISCARD int weft_queue_try_get(weft_queue_t *q, void *out);
+/* weft_queue_get_until: as get, or WEFT_ETIMEDOUT. */
+WEFT_API WEFT_NODISCARD int weft_queue_get_until(weft_queue_t *q, void *out,
+                                                 weft_time_t deadline);
+
+/*
+ * weft_queue_put_many: put n items (an array of n * elem_size bytes), in
+ * order, waiting for room until deadline (WEFT_FOREVER to block; a past
+ * deadline means "what fits now"). Waiters are woken once per batch, not per
+ * item. *done (may be NULL) receives how many were put, also on error.
+ * Returns WEFT_OK when all n went in, else the error that stopped it
+ * (WEFT_ETIMEDOUT, or WEFT_EAGAIN for a past deadline, WEFT_ECLOSED,
+ * WEFT_ECANCELED). Items of one batch may interleave with other producers'.
+ */
+WEFT_API WEFT_NODISCARD int weft_queue_put_many(weft_queue_t *q,
+                                                const void *items, size_t n,
+                                                size_t *done,
+                                                weft_time_t deadline);
+
+/*
+ * weft_queue_get_many: wait until at least one item is available (or
+ * deadline), then take up to max items without waiting further. *got
+ * receives the count (0 on error). Returns WEFT_OK (*got >= 1),
+ * WEFT_ETIMEDOUT / WEFT_EAGAIN (past deadline, nothing there), WEFT_ECLOSED
+ * (closed and empty), WEFT_ECANCELED. WEFT_EINVAL when max is 0.
+ */
+WEFT_API WEFT_NODISCARD int weft_queue_get_many(weft_queue_t *q, void *out,
+                                                size_t max, size_t *got,
+                                                weft_time_t deadline);
+
+/*
+ * weft_queue_close: no more items may be put (puts fail with WEFT_ECLOSED,
+ * including those blocked now); gets drain what is left, then fail with
+ * WEFT_ECLOSED. Every blocked waiter wakes. Idempotent. Never blocks.
+ */
+WEFT_API void weft_queue_close(weft_queue_t *q);
+/* weft_queue_is_closed: whether close has been called. */
+WEFT_API bool weft_queue_is_closed(const weft_queue_t *q);
+
+/*
+ * weft_queue_task_done: a consumer says one item it took is fully processed
+ * (Python's task_done). Errors: WEFT_ERANGE when called more times than
+ * items were put (Python raises ValueError). Never blocks.
+ */
+WEFT_API WEFT_NODISCARD int weft_queue_task_done(weft_queue_t *q);
+/* weft_queue_join: block until every item ever put has been marked done.
+ * Returns WEFT_OK or WEFT_ECANCELED. */
+WEFT_API WEFT_NODISCARD int weft_queue_join(weft_queue_t *q);
+/* weft_queue_join_until: as join, or WEFT_ETIMEDOUT. */
+WEFT_API WEFT_NODISCARD int weft_queue_join_until(weft_queue_t *q,
+                                                  weft_time_t deadline);
+
+/* Snapshots: stale as soon as they return, exact when nothing runs. */
+WEFT_API size_t weft_queue_size(const weft_queue_t *q);
+WEFT_API bool weft_queue_empty(const weft_queue_t *q);
+WEFT_API bool weft_queue_full(const weft_queue_t *q);
+/* weft_queue_capacity: the bound given at creation (WEFT_QUEUE_UNBOUNDED
+ * for none). */
+WEFT_API size_t weft_queue_capacity(const weft_queue_t *q);
+/* weft_queue_elem_size: bytes per item. */
+WEFT_API size_t weft_queue_elem_size(const weft_queue_t *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_QUEUE_H */
