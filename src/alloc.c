@@ -28,15 +28,14 @@ std_free(void *ctx, void *ptr)
 
 /* Process-global by nature; written only before weft allocates anything
  * (documented on weft_set_allocator), read-only afterwards. */
-static weft_allocator_t alloc_hook = {std_malloc, std_realloc, std_free,
-                                      NULL};
+static weft_allocator_t alloc_hook = {std_malloc, std_realloc, std_free, NULL};
 
 int
 weft_set_allocator(const weft_allocator_t *a)
 {
     if (a == NULL) {
-        alloc_hook = (weft_allocator_t){std_malloc, std_realloc, std_free,
-                                        NULL};
+        alloc_hook =
+            (weft_allocator_t){std_malloc, std_realloc, std_free, NULL};
         return WEFT_OK;
     }
     if (a->malloc_fn == NULL || a->realloc_fn == NULL || a->free_fn == NULL) {
@@ -93,8 +92,8 @@ weft__malloc_aligned(size_t size)
         return NULL;
     }
     uintptr_t start = (uintptr_t)(raw + sizeof(void *));
-    uintptr_t aligned = (start + WEFT__CACHELINE - 1) &
-                        ~(uintptr_t)(WEFT__CACHELINE - 1);
+    uintptr_t aligned =
+        (start + WEFT__CACHELINE - 1) & ~(uintptr_t)(WEFT__CACHELINE - 1);
     unsigned char *p = raw + (aligned - (uintptr_t)raw);
     memcpy(p - sizeof(void *), &raw, sizeof(void *));
     return p;

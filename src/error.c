@@ -62,8 +62,8 @@ weft_errname(int code)
 }
 
 void
-weft__assert_fail(const char *file, int line, const char *func,
-                  const char *fmt, ...)
+weft__assert_fail(const char *file, int line, const char *func, const char *fmt,
+                  ...)
 {
     char msg[512];
     va_list ap;

@@ -88,8 +88,7 @@ weft__cpu_relax(void)
  * cancelled; reserved for the executor layer). All weft waits go through
  * here.
  */
-int weft__park(_Atomic uint32_t *addr, uint32_t expected,
-               weft_time_t deadline);
+int weft__park(_Atomic uint32_t *addr, uint32_t expected, weft_time_t deadline);
 /* weft__unpark: wake up to n threads parked on addr (INT32_MAX: all). */
 void weft__unpark(_Atomic uint32_t *addr, int n);
 

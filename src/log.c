@@ -101,8 +101,7 @@ read_hook(weft_log_fn *fn, void **ctx)
 }
 
 static void
-default_writer(weft_log_level_t level, const char *thread,
-               const char *message)
+default_writer(weft_log_level_t level, const char *thread, const char *message)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -20,13 +20,13 @@ weft__test_spurious_wakeups(unsigned n)
 static bool
 inject_spurious(void)
 {
-    unsigned every = atomic_load_explicit(&spurious_every,
-                                          memory_order_relaxed);
+    unsigned every =
+        atomic_load_explicit(&spurious_every, memory_order_relaxed);
     if (WEFT__LIKELY(every == 0)) {
         return false;
     }
-    unsigned t = atomic_fetch_add_explicit(&spurious_tick, 1,
-                                           memory_order_relaxed);
+    unsigned t =
+        atomic_fetch_add_explicit(&spurious_tick, 1, memory_order_relaxed);
     return t % every == 0;
 }
 

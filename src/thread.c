@@ -87,8 +87,8 @@ trampoline(void *p)
 }
 
 int
-weft_thread_create(const weft_thread_opts_t *opts, weft_thread_fn fn,
-                   void *arg, weft_thread_t **out)
+weft_thread_create(const weft_thread_opts_t *opts, weft_thread_fn fn, void *arg,
+                   weft_thread_t **out)
 {
     if (fn == NULL || out == NULL) {
         return WEFT_EINVAL;
