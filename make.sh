@@ -3,7 +3,8 @@
 # weft's front door.
 #   ./make.sh demo    build weft (release) and run `weft demo`
 #   ./make.sh test    build release, ASan+UBSan and TSan; run every test in
-#                     each (examples included) and the benchmarks' quick run
+#                     each (examples included), the static checks
+#                     (scripts/lint) and the benchmarks' quick run
 #   ./make.sh bench   run the benchmark suite against its peers (bench/run)
 # Each installs the Debian packages it needs first (scripts/install-deps).
 set -eu
@@ -38,15 +39,18 @@ run_config() { # name, cmake args...
 }
 
 test_all() {
-    scripts/install-deps bench
+    scripts/install-deps build bench lint
     failed=""
     start=$(date +%s)
+    # Read only by the sanitized builds' binaries.
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
     run_config release -DWEFT_BUILD_BENCH=ON || failed="$failed release"
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-    UBSAN_OPTIONS=print_stacktrace=1 \
-        run_config asan -DWEFT_SANITIZE=address || failed="$failed asan"
-    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-        run_config tsan -DWEFT_SANITIZE=thread || failed="$failed tsan"
+    run_config asan -DWEFT_SANITIZE=address || failed="$failed asan"
+    run_config tsan -DWEFT_SANITIZE=thread || failed="$failed tsan"
+    echo "=== lint"
+    scripts/lint build/release || failed="$failed lint"
     if [ -x bench/run ]; then
         echo "=== benchmarks: quick run (builds and checks answers)"
         bench/run --quick || failed="$failed bench"
@@ -62,7 +66,7 @@ test_all() {
 case "${1:-}" in
 demo) demo ;;
 test) test_all ;;
-bench) scripts/install-deps bench; shift; exec bench/run "$@" ;;
+bench) scripts/install-deps build bench; shift; exec bench/run "$@" ;;
 *)
     echo "usage: $0 demo|test|bench" >&2
     exit 2

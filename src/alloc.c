@@ -95,7 +95,7 @@ weft__malloc_aligned(size_t size)
     uintptr_t aligned =
         (start + WEFT__CACHELINE - 1) & ~(uintptr_t)(WEFT__CACHELINE - 1);
     unsigned char *p = raw + (aligned - (uintptr_t)raw);
-    memcpy(p - sizeof(void *), &raw, sizeof(void *));
+    ((void **)(void *)p)[-1] = raw;
     return p;
 }
 
@@ -103,9 +103,7 @@ void
 weft__free_aligned(void *ptr)
 {
     if (ptr != NULL) {
-        void *raw;
-        memcpy(&raw, (unsigned char *)ptr - sizeof(void *), sizeof(void *));
-        weft__free(raw);
+        weft__free(((void **)ptr)[-1]);
     }
 }
 

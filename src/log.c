@@ -54,7 +54,9 @@ weft_log_level(void)
 {
     int l = atomic_load(&log_level);
     if (l == LEVEL_UNSET) {
-        int want = parse_level(getenv("WEFT_LOG"));
+        /* weft never calls setenv, so reading the environment is safe. */
+        int want =
+            parse_level(getenv("WEFT_LOG")); // NOLINT(concurrency-mt-unsafe)
         int expected = LEVEL_UNSET;
         atomic_compare_exchange_strong(&log_level, &expected, want);
         l = atomic_load(&log_level);

@@ -134,7 +134,7 @@ weft_thread_join(weft_thread_t *t, void **result)
 int
 weft_cpu_count(void)
 {
-    const char *env = getenv("WEFT_CPUS");
+    const char *env = getenv("WEFT_CPUS"); // NOLINT(concurrency-mt-unsafe)
     if (env != NULL) {
         long v = strtol(env, NULL, 10);
         if (v > 0 && v <= 65536) {

@@ -59,7 +59,8 @@ join_path(char *dst, size_t cap, const char *a, const char *b)
         return false;
     }
     memcpy(dst, a, la);
-    memcpy(dst + la, b, lb + 1);
+    memcpy(dst + la, b, lb);
+    dst[la + lb] = '\0';
     return true;
 }
 
@@ -183,7 +184,8 @@ weft__cgroup_cpus_from(const char *root, const char *proc_cgroup)
 int
 weft__plat_cgroup_cpus(void)
 {
-    const char *root = getenv("WEFT_CGROUP_ROOT");
+    const char *root =
+        getenv("WEFT_CGROUP_ROOT"); // NOLINT(concurrency-mt-unsafe)
     return weft__cgroup_cpus_from(root != NULL ? root : "/sys/fs/cgroup",
                                   "/proc/self/cgroup");
 }
