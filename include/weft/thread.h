@@ -28,7 +28,10 @@ typedef struct weft_thread_opts {
     size_t stack_size;
 } weft_thread_opts_t;
 
-#define WEFT_THREAD_OPTS_INIT {NULL, 0}
+#define WEFT_THREAD_OPTS_INIT                                                  \
+    {                                                                          \
+        NULL, 0                                                                \
+    }
 
 /*
  * weft_thread_create: start a thread running fn(arg).

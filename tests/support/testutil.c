@@ -98,8 +98,9 @@ wt_dies_with(void (*fn)(void *), void *arg, const char *expect)
     int ok = WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT &&
              (expect == NULL || strstr(out, expect) != NULL);
     if (!ok) {
-        printf("death test: expected abort with \"%s\"; status %d; stderr:\n%s\n",
-               expect != NULL ? expect : "(any)", st, out);
+        printf(
+            "death test: expected abort with \"%s\"; status %d; stderr:\n%s\n",
+            expect != NULL ? expect : "(any)", st, out);
     }
     return ok;
 }
@@ -114,9 +115,9 @@ wt_run_threads(size_t n, void *(*fn)(void *), void *base, size_t stride)
         snprintf(name, sizeof(name), "test-%zu", i);
         weft_thread_opts_t o = WEFT_THREAD_OPTS_INIT;
         o.name = name;
-        assert_int_equal(weft_thread_create(&o, fn, (char *)base + i * stride,
-                                            &t[i]),
-                         WEFT_OK);
+        assert_int_equal(
+            weft_thread_create(&o, fn, (char *)base + i * stride, &t[i]),
+            WEFT_OK);
     }
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(weft_thread_join(t[i], NULL), WEFT_OK);

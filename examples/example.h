@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the examples: checks that stop the program with a clear
+ * message when what an example claims does not hold, thread start and join,
+ * and elapsed time. Each example checks its own claims, so a failure is loud.
+ */
+#ifndef WEFT_EXAMPLE_H
+#define WEFT_EXAMPLE_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft/weft.h>
+
+/* Sanitizers slow every atomic and every lock: examples shrink their sizes
+ * there so each still runs in a few seconds. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define EX_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define EX_SANITIZED 1
+#endif
+#endif
+#ifndef EX_SANITIZED
+#define EX_SANITIZED 0
+#endif
+
+#if defined(__GNUC__)
+#define EX_NORETURN __attribute__((noreturn))
+#define EX_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define EX_NORETURN
+#define EX_PRINTF(f, a)
+#endif
+
+static inline EX_NORETURN EX_PRINTF(3, 4) void ex_fail(const char *file,
+                                                       int line,
+                                                       const char *fmt, ...);
+
+static inline void
+ex_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    const char *base = strrchr(file, '/');
+
+    fflush(stdout);
+    fprintf(stderr, "FAILED (%s:%d): ", base != NULL ? base + 1 : file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(EXIT_FAILURE);
+}
+
+/* EX_CHECK(cond, "what should hold, with %d numbers", ...): the example's
+ * claim; the program fails with the message when cond is false. */
+#define EX_CHECK(cond, ...)                                                    \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            ex_fail(__FILE__, __LINE__, __VA_ARGS__);                          \
+        }                                                                      \
+    } while (0)
+
+/* EX_OK(call): a weft call that must return WEFT_OK. */
+#define EX_OK(call)                                                            \
+    do {                                                                       \
+        int ex_rc_ = (call);                                                   \
+        if (ex_rc_ != WEFT_OK) {                                               \
+            ex_fail(__FILE__, __LINE__, "%s returned %s (%s)", #call,          \
+                    weft_errname(ex_rc_), weft_strerror(ex_rc_));              \
+        }                                                                      \
+    } while (0)
+
+/* Seconds elapsed since t0 (a weft_now() reading). */
+static inline double
+ex_seconds_since(weft_time_t t0)
+{
+    return (double)(weft_now() - t0) / (double)WEFT_SEC;
+}
+
+/* Start n threads named "<prefix>-<i>" running fn(arg_i), with arg_i =
+ * (char *)base + i * stride (NULL when base is NULL). */
+static inline void
+ex_start_threads(weft_thread_t **threads, size_t n, const char *prefix,
+                 weft_thread_fn fn, void *base, size_t stride)
+{
+    for (size_t i = 0; i < n; i++) {
+        char name[WEFT_THREAD_NAME_MAX + 1];
+        weft_thread_opts_t opts = WEFT_THREAD_OPTS_INIT;
+        void *arg = base != NULL ? (char *)base + i * stride : NULL;
+
+        snprintf(name, sizeof name, "%s-%zu", prefix, i);
+        opts.name = name;
+        EX_OK(weft_thread_create(&opts, fn, arg, &threads[i]));
+    }
+}
+
+/* Join n threads started by ex_start_threads. */
+static inline void
+ex_join_threads(weft_thread_t **threads, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        EX_OK(weft_thread_join(threads[i], NULL));
+    }
+}
+
+#endif /* WEFT_EXAMPLE_H */
