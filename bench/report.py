@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Turns the RESULT lines bench/run collected into the report: per (bench,
+params, metric, impl) the median and spread over the repetitions, and the
+ratio of each weft implementation to each peer measured in the same
+repetition; writes report.json, report.csv, report.md and report.png."""
+
+import argparse
+import csv
+import json
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from collections import OrderedDict
+
+RESULT_RE = re.compile(
+    r"^RESULT (\S+) (\S+) (\S+) ([A-Za-z][A-Za-z0-9_]*)=(\S+)$")
+REP_RE = re.compile(r"^# rep (\d+)")
+BENCH_ORDER = ["queue", "lock", "event", "sem"]
+# Peers in the order a reader wants them: the hand-rolled floor first.
+PEER_ORDER = ["mutex-ring", "moodycamel", "python-queue", "pthread",
+              "pthread-cond", "posix-sem"]
+
+# The figures weft is held to (from PERFORMANCE.md), checked on the medians.
+TARGETS = [
+    {"what": "queue 2P2C bounded blocking: weft >= 20M items/s",
+     "kind": "value", "bench": "queue", "params": "p=2,c=2,cap=1024",
+     "metric": "items_per_s", "impl": "weft", "min": 20e6},
+    {"what": "queue 2P2C: weft >= 3x mutex-ring, same run",
+     "kind": "ratio", "bench": "queue", "params": "p=2,c=2,cap=1024",
+     "metric": "items_per_s", "impl": "weft", "peer": "mutex-ring",
+     "min": 3.0},
+    {"what": "lock uncontended: weft ns per lock/unlock pair <= pthread's",
+     "kind": "ratio", "bench": "lock", "params": "threads=1",
+     "metric": "ns_per_pair", "impl": "weft", "peer": "pthread",
+     "max": 1.0},
+]
+
+
+def is_weft(impl):
+    return impl == "weft" or impl.startswith("weft-")
+
+
+def higher_is_better(metric):
+    return metric.endswith("_per_s")
+
+
+def parse_raw(path):
+    """{(bench, params, metric): {impl: {rep: value}}}, in first-seen order."""
+    data = OrderedDict()
+    rep = 1
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            m = REP_RE.match(line)
+            if m:
+                rep = int(m.group(1))
+                continue
+            m = RESULT_RE.match(line)
+            if not m:
+                continue
+            bench, impl, params, metric, value = m.groups()
+            try:
+                v = float(value)
+            except ValueError:
+                continue
+            if not math.isfinite(v) or v <= 0:
+                continue
+            key = (bench, params, metric)
+            data.setdefault(key, OrderedDict()).setdefault(impl, {})[rep] = v
+    return data
+
+
+def sort_keys(data):
+    def order(key):
+        bench = key[0]
+        b = BENCH_ORDER.index(bench) if bench in BENCH_ORDER else 99
+        return (b, bench)
+    keys = list(data.keys())
+    return sorted(keys, key=lambda k: (order(k), keys.index(k)))
+
+
+def impl_order(impls):
+    weft = [i for i in impls if is_weft(i)]
+    weft.sort(key=lambda i: (i != "weft", i))
+    peers = [i for i in impls if not is_weft(i)]
+    peers.sort(key=lambda i: PEER_ORDER.index(i) if i in PEER_ORDER else 99)
+    return weft + peers
+
+
+def summarize(values):
+    v = sorted(values)
+    med = statistics.median(v)
+    if len(v) >= 2:
+        q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
+    else:
+        q1 = q3 = v[0]
+    return {
+        "reps": len(v), "median": med, "min": v[0], "max": v[-1],
+        "q1": q1, "q3": q3,
+        "spread_pct": 100.0 * (v[-1] - v[0]) / med,
+        "iqr_pct": 100.0 * (q3 - q1) / med,
+        "values": values,
+    }
+
+
+def build(data):
+    results, ratios = [], []
+    for key in sort_keys(data):
+        bench, params, metric = key
+        per_impl = data[key]
+        for impl in impl_order(per_impl.keys()):
+            reps = per_impl[impl]
+            s = summarize([reps[r] for r in sorted(reps)])
+            s.update({"bench": bench, "params": params, "metric": metric,
+                      "impl": impl,
+                      "higher_is_better": higher_is_better(metric)})
+            results.append(s)
+        for w in impl_order(per_impl.keys()):
+            if not is_weft(w):
+                continue
+            for p in per_impl:
+                if is_weft(p):
+                    continue
+                both = sorted(set(per_impl[w]) & set(per_impl[p]))
+                if not both:
+                    continue
+                r = [per_impl[w][i] / per_impl[p][i] for i in both]
+                ratios.append({
+                    "bench": bench, "params": params, "metric": metric,
+                    "weft": w, "peer": p, "reps": len(r),
+                    "median": statistics.median(r), "min": min(r),
+                    "max": max(r),
+                    "higher_is_better": higher_is_better(metric)})
+    return results, ratios
+
+
+def find(rows, **kw):
+    for row in rows:
+        if all(row.get(k) == v for k, v in kw.items()):
+            return row
+    return None
+
+
+def check_targets(results, ratios):
+    out = []
+    for t in TARGETS:
+        sel = {"bench": t["bench"], "params": t["params"],
+               "metric": t["metric"]}
+        if t["kind"] == "value":
+            row = find(results, impl=t["impl"], **sel)
+            value = row["median"] if row else None
+        else:
+            row = find(ratios, weft=t["impl"], peer=t["peer"], **sel)
+            value = row["median"] if row else None
+        if value is None:
+            status = "not measured"
+        elif "min" in t:
+            status = "met" if value >= t["min"] else "not met"
+        else:
+            status = "met" if value <= t["max"] else "not met"
+        out.append({"target": t["what"], "kind": t["kind"],
+                    "value": value, "status": status})
+    return out
+
+
+def si(x):
+    """3 significant digits with a k/M/G suffix: 21300000 -> '21.3 M'."""
+    for div, suf in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(x) >= div:
+            return "%.3g%s" % (x / div, suf)
+    return "%.3g" % x
+
+
+def unit(metric):
+    names = {"items_per_s": "items/s", "ops_per_s": "lock/unlock pairs/s",
+             "ns_per_pair": "ns per lock/unlock pair",
+             "rt_per_s": "round trips/s", "us_per_rt": "µs per round trip"}
+    return names.get(metric, metric)
+
+
+def write_json(path, meta, results, ratios, targets):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"meta": meta, "results": results, "ratios": ratios,
+                   "targets": targets}, f, indent=2)
+        f.write("\n")
+
+
+def write_csv(path, results, ratios):
+    wefts = impl_order({r["weft"] for r in ratios})
+    cols = ["bench", "params", "metric", "higher_is_better", "impl", "reps",
+            "median", "min", "max", "q1", "q3", "spread_pct", "iqr_pct"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(cols + ["ratio_%s_over_impl" % w for w in wefts])
+        for r in results:
+            row = [r[c] for c in cols]
+            for w in wefts:
+                x = find(ratios, bench=r["bench"], params=r["params"],
+                         metric=r["metric"], weft=w, peer=r["impl"])
+                row.append("%.4g" % x["median"] if x else "")
+            out.writerow(row)
+
+
+def md_ratio(x):
+    if x is None:
+        return ""
+    if x["reps"] == 1:
+        return "%.3gx" % x["median"]
+    return "%.3gx (%.3g–%.3g)" % (x["median"], x["min"], x["max"])
+
+
+def md_table(lines, key, results, ratios):
+    bench, metric = key
+    rows = [r for r in results if r["bench"] == bench and r["metric"] == metric]
+    wefts = impl_order({x["weft"] for x in ratios
+                        if x["bench"] == bench and x["metric"] == metric})
+    better = ("higher is better" if higher_is_better(metric)
+              else "lower is better: a ratio below 1 means weft is faster")
+    lines.append("### %s: %s (%s)" % (bench, unit(metric), better))
+    lines.append("")
+    head = ["params", "impl", "median", "min .. max", "spread", "IQR"]
+    head += ["%s ÷ impl" % w for w in wefts]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|---|---|" + "---:|" * (len(head) - 2))
+    for r in rows:
+        cells = [r["params"], r["impl"], si(r["median"])]
+        if r["reps"] > 1:
+            cells += ["%s .. %s" % (si(r["min"]), si(r["max"])),
+                      "%.0f%%" % r["spread_pct"], "%.0f%%" % r["iqr_pct"]]
+        else:
+            cells += ["—", "—", "—"]
+        for w in wefts:
+            cells.append(md_ratio(find(ratios, bench=bench,
+                                       params=r["params"], metric=metric,
+                                       weft=w, peer=r["impl"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+
+
+def md_targets(lines, targets, meta):
+    lines.append("## Targets")
+    lines.append("")
+    if meta.get("quick") == "1":
+        lines.append("Quick run (small sizes, one repetition): the figures "
+                     "only show that everything builds and runs.")
+        lines.append("")
+    lines.append("| target | median | status |")
+    lines.append("|---|---:|---|")
+    for t in targets:
+        v = t["value"]
+        if v is None:
+            shown = "—"
+        elif t["kind"] == "ratio":
+            shown = "%.3gx" % v
+        else:
+            shown = si(v)
+        lines.append("| %s | %s | %s |" % (t["target"], shown, t["status"]))
+    lines.append("")
+
+
+def write_md(path, meta, results, ratios, targets, failures):
+    reps = meta.get("reps", "?")
+    lines = ["# weft benchmark report", ""]
+    lines.append("%s · %s · %s CPUs · %s · %s repetition(s)%s · commit %s"
+                 % (meta.get("date", "?"), meta.get("host", "?"),
+                    meta.get("cpus", "?"), meta.get("cc", "?"), reps,
+                    " (quick sizes)" if meta.get("quick") == "1" else "",
+                    meta.get("commit", "?")))
+    lines.append("")
+    lines.append(
+        "Every implementation ran in each repetition, interleaved (the order "
+        "rotates from one repetition to the next). *median*, *min .. max* "
+        "and *IQR* are over the repetitions; *spread* is (max − min) / "
+        "median. *weft ÷ impl* is weft's figure divided by the peer's from "
+        "the same repetition: the median of those ratios, with their range "
+        "in parentheses. For rates, above 1 means weft is faster.")
+    lines.append("")
+    if failures:
+        lines.append("**Failures:** " + "; ".join(failures))
+        lines.append("")
+    md_targets(lines, targets, meta)
+    lines.append("## Results")
+    lines.append("")
+    seen = []
+    for r in results:
+        key = (r["bench"], r["metric"])
+        if key not in seen:
+            seen.append(key)
+    # Rates first in each bench, then the per-operation times.
+    benches = [b for b, _ in seen]
+    seen.sort(key=lambda k: (benches.index(k[0]), not higher_is_better(k[1])))
+    for key in seen:
+        md_table(lines, key, results, ratios)
+    if meta.get("skipped"):
+        lines.append("Skipped peers: %s." % meta["skipped"])
+        lines.append("")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
+def short_label(params):
+    m = re.match(r"^p=(\d+),c=(\d+)", params)
+    if m:
+        return "%sP%sC" % m.groups()
+    m = re.match(r"^threads=(\d+)$", params)
+    if m:
+        return "%s thread%s" % (m.group(1), "" if m.group(1) == "1" else "s")
+    return params
+
+
+def gnuplot_terminal(gp):
+    try:
+        out = subprocess.run([gp, "-e", "set terminal"], capture_output=True,
+                             text=True, timeout=30)
+        text = out.stdout + out.stderr
+    except (OSError, subprocess.SubprocessError):
+        return "png"
+    return "pngcairo" if "pngcairo" in text else "png"
+
+
+def plot_panel(script, datfile, bench, metric, rows):
+    impls = impl_order(list(OrderedDict.fromkeys(r["impl"] for r in rows)))
+    params = list(OrderedDict.fromkeys(r["params"] for r in rows))
+    with open(datfile, "w", encoding="utf-8") as f:
+        for p in params:
+            cells = ['"%s"' % short_label(p)]
+            for i in impls:
+                r = find(rows, params=p, impl=i)
+                cells += (["%g" % r["median"], "%g" % r["min"],
+                           "%g" % r["max"]] if r else ["NaN"] * 3)
+            f.write(" ".join(cells) + "\n")
+    lo = min(r["min"] for r in rows)
+    hi = max(r["max"] for r in rows)
+    log = hi / lo > 20
+    script.append('set title "%s: %s (median; bars: min..max)"'
+                  % (bench, unit(metric)))
+    script.append("set logscale y" if log else "unset logscale y")
+    script.append("set yrange [%g:%g]" % ((lo / 2, hi * 20) if log
+                                          else (0, hi * 1.4)))
+    plots = []
+    n = len(impls)
+    for k, impl in enumerate(impls):
+        plots.append("'%s' using %d:%d:%d:xtic(1) title '%s'"
+                     % (datfile, 2 + 3 * k, 3 + 3 * k, 4 + 3 * k, impl))
+    # The median above each bar's whisker: the bars of a cluster of n sit
+    # 1/(n+1) apart (gap 1), centred on the row number.
+    for k in range(n):
+        plots.append("'%s' using ($0 + %g):($%d * %g):(gprintf('%%.1s%%c', "
+                     "$%d)) with labels rotate left offset 0,0.4 "
+                     "font ',8' notitle"
+                     % (datfile, (k - (n - 1) / 2.0) / (n + 1), 4 + 3 * k,
+                        1.15 if log else 1.0, 2 + 3 * k))
+    script.append("plot " + ", ".join(plots))
+
+
+def write_png(outdir, results):
+    gp = shutil.which("gnuplot")
+    if gp is None:
+        print("bench: gnuplot not found: no report.png "
+              "(apt-get install gnuplot-nox)", file=sys.stderr)
+        return False
+    panels = []
+    for r in results:
+        key = (r["bench"], r["metric"])
+        if higher_is_better(r["metric"]) and key not in panels:
+            panels.append(key)
+    if not panels:
+        return False
+    rows_n = (len(panels) + 1) // 2
+    script = [
+        "set terminal %s size 1400,%d font 'sans,10'"
+        % (gnuplot_terminal(gp), 450 * rows_n),
+        "set output '%s/report.png'" % outdir,
+        "set style data histogram",
+        "set style histogram errorbars gap 1 lw 1",
+        "set style fill solid 0.85 border -1",
+        "set boxwidth 0.9",
+        "set grid ytics",
+        "set key top left horizontal",
+        "set format y '%.1s%c'",
+        "set datafile missing 'NaN'",
+        "set multiplot layout %d,2 title 'weft and its peers, same run'"
+        % rows_n,
+    ]
+    for n, (bench, metric) in enumerate(panels):
+        rows = [r for r in results
+                if r["bench"] == bench and r["metric"] == metric]
+        plot_panel(script, "%s/plot-%d.dat" % (outdir, n), bench, metric,
+                   rows)
+    script.append("unset multiplot")
+    path = "%s/report.gp" % outdir
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(script) + "\n")
+    res = subprocess.run([gp, path], capture_output=True, text=True)
+    if res.returncode != 0:
+        print("bench: gnuplot failed:\n" + res.stderr, file=sys.stderr)
+        return False
+    return True
+
+
+def read_meta(path):
+    meta = OrderedDict()
+    if path:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                k, sep, v = line.rstrip("\n").partition("=")
+                if sep:
+                    meta[k] = v
+    return meta
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--raw", required=True, help="raw.txt from bench/run")
+    ap.add_argument("--meta", help="key=value lines about the run")
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--failure", action="append", default=[],
+                    help="a failure to list in the report (repeatable)")
+    args = ap.parse_args()
+
+    meta = read_meta(args.meta)
+    data = parse_raw(args.raw)
+    if not data:
+        print("bench: no RESULT lines in %s" % args.raw, file=sys.stderr)
+        return 1
+    results, ratios = build(data)
+    targets = check_targets(results, ratios)
+    write_json("%s/report.json" % args.out, meta, results, ratios, targets)
+    write_csv("%s/report.csv" % args.out, results, ratios)
+    write_md("%s/report.md" % args.out, meta, results, ratios, targets,
+             args.failure)
+    write_png(args.out, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
