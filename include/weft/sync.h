@@ -12,7 +12,11 @@
  * WEFT_ETIMEDOUT when it passes; WEFT_FOREVER never passes). Spurious wake-ups
  * are absorbed inside weft: a wait returns only for the reason it documents.
  *
- * A primitive must not be fini'd or freed while a thread still uses it.
+ * A primitive must not be fini'd or freed while a thread still uses it. A
+ * thread that a mutex unlock, semaphore release or event set lets through
+ * may fini and free the object at once: the waking thread no longer touches
+ * it by then. A wait whose deadline has already passed still succeeds when
+ * it would not have to block. NULL handles are programmer errors (asserted).
  */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
@@ -42,7 +46,7 @@ WEFT_API void weft_mutex_init(weft_mutex_t *m);
 WEFT_API void weft_mutex_fini(weft_mutex_t *m);
 
 /*
- * weft_mutex_lock: acquire m, blocking until it is free.
+ * weft_mutex_lock: acquire m, blocking until it is free (after a short spin).
  * Returns WEFT_OK, or WEFT_ECANCELED when the calling task is cancelled while
  * it waits (then m is not held). Locking a mutex the caller already holds is
  * a programmer error (asserted: it would deadlock). Fair enough for
@@ -50,19 +54,21 @@ WEFT_API void weft_mutex_fini(weft_mutex_t *m);
  */
 WEFT_API WEFT_NODISCARD int weft_mutex_lock(weft_mutex_t *m);
 
-/* weft_mutex_try_lock: acquire m if free: WEFT_OK, else WEFT_EAGAIN. Never
- * blocks. */
+/* weft_mutex_try_lock: acquire m if free: WEFT_OK, else WEFT_EAGAIN (also
+ * when the caller itself holds m). Never blocks. */
 WEFT_API WEFT_NODISCARD int weft_mutex_try_lock(weft_mutex_t *m);
 
-/* weft_mutex_lock_until: as weft_mutex_lock, or WEFT_ETIMEDOUT when deadline
- * passes first (then m is not held). */
+/* weft_mutex_lock_until: as weft_mutex_lock (including the assertion when
+ * the caller holds m), or WEFT_ETIMEDOUT when deadline passes first (then m
+ * is not held). */
 WEFT_API WEFT_NODISCARD int weft_mutex_lock_until(weft_mutex_t *m,
                                                   weft_time_t deadline);
 
 /*
  * weft_mutex_unlock: release m and wake one waiter if any. Only the owning
  * thread may unlock: unlocking a mutex one does not hold is a programmer
- * error (asserted with a message naming the owner). Never blocks.
+ * error (asserted with a message naming the owner and the caller). Never
+ * blocks.
  */
 WEFT_API void weft_mutex_unlock(weft_mutex_t *m);
 
@@ -77,6 +83,7 @@ typedef struct weft_rlock {
     uint64_t opaque_[4];
 } weft_rlock_t;
 
+/* Static initializer; a zero-filled weft_rlock_t is also a free rlock. */
 #define WEFT_RLOCK_INIT {{0, 0, 0, 0}}
 
 WEFT_API void weft_rlock_init(weft_rlock_t *r);
@@ -86,9 +93,10 @@ WEFT_API void weft_rlock_fini(weft_rlock_t *r);
 /* weft_rlock_acquire: acquire r (again, if the caller owns it). Returns
  * WEFT_OK, WEFT_ECANCELED, or WEFT_EOVERFLOW past 2^31-1 nested holds. */
 WEFT_API WEFT_NODISCARD int weft_rlock_acquire(weft_rlock_t *r);
-/* weft_rlock_try_acquire: WEFT_OK or WEFT_EAGAIN (another thread owns it). */
+/* weft_rlock_try_acquire: WEFT_OK, WEFT_EAGAIN (another thread owns it) or
+ * WEFT_EOVERFLOW. Never blocks. */
 WEFT_API WEFT_NODISCARD int weft_rlock_try_acquire(weft_rlock_t *r);
-/* weft_rlock_acquire_until: as acquire, or WEFT_ETIMEDOUT. */
+/* weft_rlock_acquire_until: as acquire, or WEFT_ETIMEDOUT (not held). */
 WEFT_API WEFT_NODISCARD int weft_rlock_acquire_until(weft_rlock_t *r,
                                                      weft_time_t deadline);
 /*
@@ -111,7 +119,8 @@ typedef struct weft_sem {
 #define WEFT_SEM_VALUE_MAX 0x7fffffffu
 
 /* weft_sem_init: a semaphore holding value permits, unbounded (release never
- * fails below WEFT_SEM_VALUE_MAX). Errors: WEFT_EINVAL (value too large). */
+ * fails below WEFT_SEM_VALUE_MAX). Errors: WEFT_EINVAL (value too large).
+ * There is no static initializer: a semaphore must be initialized. */
 WEFT_API WEFT_NODISCARD int weft_sem_init(weft_sem_t *s, unsigned value);
 
 /*
@@ -122,7 +131,7 @@ WEFT_API WEFT_NODISCARD int weft_sem_init(weft_sem_t *s, unsigned value);
  */
 WEFT_API WEFT_NODISCARD int weft_sem_init_bounded(weft_sem_t *s,
                                                   unsigned value, unsigned max);
-/* weft_sem_fini: end s's life; no thread may be waiting on it. */
+/* weft_sem_fini: end s's life; no thread may be waiting on it (asserted). */
 WEFT_API void weft_sem_fini(weft_sem_t *s);
 
 /* weft_sem_acquire: take one permit, blocking while there is none.
@@ -130,7 +139,7 @@ WEFT_API void weft_sem_fini(weft_sem_t *s);
 WEFT_API WEFT_NODISCARD int weft_sem_acquire(weft_sem_t *s);
 /* weft_sem_try_acquire: WEFT_OK, or WEFT_EAGAIN when no permit is free. */
 WEFT_API WEFT_NODISCARD int weft_sem_try_acquire(weft_sem_t *s);
-/* weft_sem_acquire_until: as acquire, or WEFT_ETIMEDOUT. */
+/* weft_sem_acquire_until: as acquire, or WEFT_ETIMEDOUT (no permit taken). */
 WEFT_API WEFT_NODISCARD int weft_sem_acquire_until(weft_sem_t *s,
                                                    weft_time_t deadline);
 /*
@@ -165,7 +174,8 @@ WEFT_API bool weft_event_is_set(const weft_event_t *e);
 /* weft_event_wait: block until the flag is set. WEFT_OK or WEFT_ECANCELED. */
 WEFT_API WEFT_NODISCARD int weft_event_wait(weft_event_t *e);
 /* weft_event_wait_until: as wait, or WEFT_ETIMEDOUT. A set followed at once by
- * a clear may or may not release a waiter (as in Python). */
+ * a clear may or may not release a waiter (as in Python). On WEFT_OK, what
+ * the setter did before set is visible. */
 WEFT_API WEFT_NODISCARD int weft_event_wait_until(weft_event_t *e,
                                                   weft_time_t deadline);
 
@@ -176,9 +186,11 @@ typedef struct weft_cond {
     uint64_t opaque_[1];
 } weft_cond_t;
 
+/* Static initializer; a zero-filled weft_cond_t is also valid. */
 #define WEFT_COND_INIT {{0}}
 
 WEFT_API void weft_cond_init(weft_cond_t *c);
+/* weft_cond_fini: no thread may be waiting on c (asserted). */
 WEFT_API void weft_cond_fini(weft_cond_t *c);
 
 /*
@@ -186,10 +198,13 @@ WEFT_API void weft_cond_fini(weft_cond_t *c);
  * and wait for a signal; m is held again on return, whatever the result.
  * Returns WEFT_OK (signalled; like every condition variable it may also
  * return without a matching signal, so re-check the predicate, or use
- * weft_cond_wait_for), or WEFT_ECANCELED.
+ * weft_cond_wait_for), or WEFT_ECANCELED. Relocking m after the wait
+ * ignores cancellation, so it may block until m is free.
  */
 WEFT_API WEFT_NODISCARD int weft_cond_wait(weft_cond_t *c, weft_mutex_t *m);
-/* weft_cond_wait_until: as wait, or WEFT_ETIMEDOUT when deadline passes. */
+/* weft_cond_wait_until: as wait, or WEFT_ETIMEDOUT when deadline passes
+ * without a signal (a wait that was signalled as its deadline passed reports
+ * WEFT_OK, so no signal is lost). */
 WEFT_API WEFT_NODISCARD int weft_cond_wait_until(weft_cond_t *c,
                                                  weft_mutex_t *m,
                                                  weft_time_t deadline);
@@ -235,6 +250,7 @@ WEFT_API WEFT_NODISCARD int weft_barrier_init(weft_barrier_t *b,
                                               unsigned parties,
                                               weft_barrier_action_fn action,
                                               void *arg);
+/* weft_barrier_fini: no thread may be waiting on b (asserted). */
 WEFT_API void weft_barrier_fini(weft_barrier_t *b);
 
 /*
@@ -244,7 +260,11 @@ WEFT_API void weft_barrier_fini(weft_barrier_t *b);
  * becomes broken (aborted, or a waiter timed out or was cancelled) while
  * waiting. Reusable: each round starts when the last thread arrives.
  * *index (may be NULL) receives the arrival index, 0 .. parties-1, distinct
- * in each round, as Python's wait() returns.
+ * in each round, as Python's wait() returns (untouched on failure).
+ * Cancellation breaks the barrier once the caller has joined the round; a
+ * caller cancelled before that (while taking the barrier's internal lock)
+ * gets WEFT_ECANCELED and breaks nothing. The action runs with that lock
+ * held: the next round's arrivals wait for it.
  */
 WEFT_API WEFT_NODISCARD int weft_barrier_wait(weft_barrier_t *b,
                                               unsigned *index);
@@ -258,7 +278,8 @@ WEFT_API WEFT_NODISCARD int weft_barrier_wait_until(weft_barrier_t *b,
                                                     unsigned *index,
                                                     weft_time_t deadline);
 /* weft_barrier_abort: break the barrier: every current and future waiter gets
- * WEFT_EBROKEN until weft_barrier_reset. Never blocks long. */
+ * WEFT_EBROKEN until weft_barrier_reset. Blocks only for the internal lock
+ * (briefly, unless an action is running). */
 WEFT_API void weft_barrier_abort(weft_barrier_t *b);
 /* weft_barrier_reset: break the current round (its waiters get WEFT_EBROKEN)
  * and make the barrier usable again, empty. */
@@ -275,6 +296,7 @@ typedef struct weft_once {
     uint32_t opaque_;
 } weft_once_t;
 
+/* Static initializer; a zero-filled weft_once_t has not run. */
 #define WEFT_ONCE_INIT {0}
 
 typedef void (*weft_once_fn)(void *arg);
