@@ -9,6 +9,12 @@
  * The bounded FIFO is lock-free on its fast path (per-cell sequence numbers)
  * and parks a thread only when the queue is really full or empty; the other
  * kinds use a futex mutex. Every function here is thread-safe.
+ *
+ * Blocking calls spin briefly, then sleep until woken; they wake one waiter
+ * per item moved (every waiter on close) and never lose a wake-up. Waiters
+ * are not served in arrival order. Passing a NULL queue (or a NULL item or
+ * out buffer) is a programmer error: weft aborts with a message naming the
+ * function.
  */
 #ifndef WEFT_QUEUE_H
 #define WEFT_QUEUE_H
@@ -29,10 +35,12 @@ typedef enum weft_queue_order {
 } weft_queue_order_t;
 
 /* Compare two items (pointers to elem_size bytes): negative when a comes
- * before b. Items that compare equal come out in no particular order. */
+ * before b. Items that compare equal come out in no particular order. Called
+ * with the queue's internal lock held: it must not use the queue. */
 typedef int (*weft_cmp_fn)(const void *a, const void *b, void *ctx);
 
-/* Called on each item still queued when the queue is destroyed. */
+/* Called on each item still queued when the queue is destroyed, in the
+ * destroying thread; item points into the queue's storage (borrowed). */
 typedef void (*weft_drop_fn)(void *item, void *ctx);
 
 /* capacity value for a queue without bound (use with care: nothing then
@@ -57,29 +65,40 @@ typedef struct weft_queue_opts {
     {1024, sizeof(void *), WEFT_QUEUE_FIFO, NULL, NULL, NULL, NULL, NULL}
 
 /*
- * weft_queue_create: a new empty queue. opts borrowed; NULL gives a bounded
- * FIFO of 1024 pointers. Errors: WEFT_EINVAL (capacity 0, elem_size 0 or
- * above WEFT_QUEUE_ELEM_MAX, PRIORITY without cmp, unknown order),
- * WEFT_ENOMEM. A bounded FIFO allocates its whole ring here (capacity rounded
- * up to a power of two internally; the bound stays exactly capacity).
+ * weft_queue_create: a new empty queue; *out receives it (destroy it with
+ * weft_queue_destroy). opts borrowed; NULL gives a bounded FIFO of 1024
+ * pointers. Errors: WEFT_EINVAL (out NULL, capacity 0, elem_size 0 or above
+ * WEFT_QUEUE_ELEM_MAX, PRIORITY without cmp, unknown order), WEFT_ENOMEM;
+ * *out is untouched on failure. A bounded FIFO allocates its whole ring here
+ * (capacity rounded up to a power of two, at least 2, internally; the bound
+ * stays exactly capacity). The other kinds start small and grow (doubling)
+ * up to their capacity as items arrive.
  */
 WEFT_API WEFT_NODISCARD int weft_queue_create(const weft_queue_opts_t *opts,
                                               weft_queue_t **out);
 
 /*
- * weft_queue_destroy: free q, passing each item still queued to opts.drop.
- * No thread may use q any more (a waiter still inside is asserted where it
- * can be seen). NULL is a no-op.
+ * weft_queue_destroy: free q, passing each item still queued to opts.drop
+ * (exactly once each). No thread may use q any more: a thread still blocked
+ * in q is a programmer error, asserted. NULL is a no-op.
  */
 WEFT_API void weft_queue_destroy(weft_queue_t *q);
 
 /*
- * weft_queue_put: copy elem_size bytes from item into q, blocking while q is
- * full. Returns WEFT_OK, WEFT_ECLOSED (q closed before or while waiting; the
- * item was not added), or WEFT_ECANCELED.
+ * weft_queue_put: copy elem_size bytes from item (borrowed) into q, blocking
+ * while q is full. Returns WEFT_OK, WEFT_ECLOSED (q closed before or while
+ * waiting; the item was not added), WEFT_ECANCELED, or WEFT_ENOMEM (LIFO,
+ * PRIORITY and unbounded FIFO queues only: their storage could not grow).
+ * An item put with WEFT_OK is delivered to exactly one get, or to opts.drop.
  */
 WEFT_API WEFT_NODISCARD int weft_queue_put(weft_queue_t *q, const void *item);
-/* weft_queue_try_put: as put, but WEFT_EAGAIN instead of blocking when full. */
+/*
+ * weft_queue_try_put: as put, but WEFT_EAGAIN instead of blocking when full.
+ * On the bounded FIFO it may also say WEFT_EAGAIN, with fewer than capacity
+ * items queued, while the get that took the item a lap earlier from the slot
+ * it needs is still copying it out. The mutex-based kinds may wait briefly
+ * for their internal lock.
+ */
 WEFT_API WEFT_NODISCARD int weft_queue_try_put(weft_queue_t *q,
                                                const void *item);
 /* weft_queue_put_until: as put, or WEFT_ETIMEDOUT when deadline passes. */
@@ -93,8 +112,12 @@ WEFT_API WEFT_NODISCARD int weft_queue_put_until(weft_queue_t *q,
  * every item put before the close has been taken), or WEFT_ECANCELED.
  */
 WEFT_API WEFT_NODISCARD int weft_queue_get(weft_queue_t *q, void *out);
-/* weft_queue_try_get: as get, but WEFT_EAGAIN instead of blocking when empty
- * (WEFT_ECLOSED when closed and empty). */
+/*
+ * weft_queue_try_get: as get, but WEFT_EAGAIN instead of blocking when empty
+ * (WEFT_ECLOSED when closed and empty). On the bounded FIFO it may also say
+ * WEFT_EAGAIN while the put of the oldest item is still copying it in, even
+ * if later puts have returned: the blocking forms wait for it.
+ */
 WEFT_API WEFT_NODISCARD int weft_queue_try_get(weft_queue_t *q, void *out);
 /* weft_queue_get_until: as get, or WEFT_ETIMEDOUT. */
 WEFT_API WEFT_NODISCARD int weft_queue_get_until(weft_queue_t *q, void *out,
@@ -106,8 +129,10 @@ WEFT_API WEFT_NODISCARD int weft_queue_get_until(weft_queue_t *q, void *out,
  * deadline means "what fits now"). Waiters are woken once per batch, not per
  * item. *done (may be NULL) receives how many were put, also on error.
  * Returns WEFT_OK when all n went in, else the error that stopped it
- * (WEFT_ETIMEDOUT, or WEFT_EAGAIN for a past deadline, WEFT_ECLOSED,
- * WEFT_ECANCELED). Items of one batch may interleave with other producers'.
+ * (WEFT_ETIMEDOUT, or WEFT_EAGAIN for a deadline already past at the call,
+ * WEFT_ECLOSED, WEFT_ECANCELED, WEFT_ENOMEM as for put). Items of one batch
+ * may interleave with other producers', but keep their order in a FIFO.
+ * n == 0 returns WEFT_OK at once.
  */
 WEFT_API WEFT_NODISCARD int weft_queue_put_many(weft_queue_t *q,
                                                 const void *items, size_t n,
@@ -116,10 +141,13 @@ WEFT_API WEFT_NODISCARD int weft_queue_put_many(weft_queue_t *q,
 
 /*
  * weft_queue_get_many: wait until at least one item is available (or
- * deadline), then take up to max items without waiting further. *got
+ * deadline), then take up to max items without waiting further, into out
+ * (room for max * elem_size bytes), in queue order. *got (may be NULL)
  * receives the count (0 on error). Returns WEFT_OK (*got >= 1),
- * WEFT_ETIMEDOUT / WEFT_EAGAIN (past deadline, nothing there), WEFT_ECLOSED
- * (closed and empty), WEFT_ECANCELED. WEFT_EINVAL when max is 0.
+ * WEFT_ETIMEDOUT (deadline passed while waiting) or WEFT_EAGAIN (deadline
+ * already past at the call, nothing there), WEFT_ECLOSED (closed and empty),
+ * WEFT_ECANCELED. WEFT_EINVAL when max is 0. Waiting producers are woken
+ * once per batch.
  */
 WEFT_API WEFT_NODISCARD int weft_queue_get_many(weft_queue_t *q, void *out,
                                                 size_t max, size_t *got,
@@ -128,7 +156,9 @@ WEFT_API WEFT_NODISCARD int weft_queue_get_many(weft_queue_t *q, void *out,
 /*
  * weft_queue_close: no more items may be put (puts fail with WEFT_ECLOSED,
  * including those blocked now); gets drain what is left, then fail with
- * WEFT_ECLOSED. Every blocked waiter wakes. Idempotent. Never blocks.
+ * WEFT_ECLOSED. Every blocked waiter wakes. A put that was already adding its
+ * item when close came completes with WEFT_OK, and its item is delivered.
+ * Idempotent. Never blocks. Does not affect task_done/join.
  */
 WEFT_API void weft_queue_close(weft_queue_t *q);
 /* weft_queue_is_closed: whether close has been called. */
@@ -137,17 +167,21 @@ WEFT_API bool weft_queue_is_closed(const weft_queue_t *q);
 /*
  * weft_queue_task_done: a consumer says one item it took is fully processed
  * (Python's task_done). Errors: WEFT_ERANGE when called more times than
- * items were put (Python raises ValueError). Never blocks.
+ * items were put (Python raises ValueError); the count is then unchanged.
+ * Lock-free, never blocks; wakes joiners when the last item is done.
  */
 WEFT_API WEFT_NODISCARD int weft_queue_task_done(weft_queue_t *q);
-/* weft_queue_join: block until every item ever put has been marked done.
- * Returns WEFT_OK or WEFT_ECANCELED. */
+/* weft_queue_join: block until every item ever put (with WEFT_OK) has been
+ * marked done; at once if none is pending. Returns WEFT_OK or
+ * WEFT_ECANCELED. Puts cost nothing extra for it. */
 WEFT_API WEFT_NODISCARD int weft_queue_join(weft_queue_t *q);
 /* weft_queue_join_until: as join, or WEFT_ETIMEDOUT. */
 WEFT_API WEFT_NODISCARD int weft_queue_join_until(weft_queue_t *q,
                                                   weft_time_t deadline);
 
-/* Snapshots: stale as soon as they return, exact when nothing runs. */
+/* Snapshots: stale as soon as they return, exact when nothing runs. Never
+ * block. size counts puts in progress on the bounded FIFO; full is always
+ * false for an unbounded queue. */
 WEFT_API size_t weft_queue_size(const weft_queue_t *q);
 WEFT_API bool weft_queue_empty(const weft_queue_t *q);
 WEFT_API bool weft_queue_full(const weft_queue_t *q);
