@@ -17,10 +17,11 @@
  *
  * Waiting (wait_slow): spin up to WEFT__SPIN_LIMIT pauses, trying whenever
  * the kind says an attempt could succeed; yield the CPU once and try again;
- * then loop { prepare; clear waking; attempt; wait }. The kinds make a condition true with a seq_cst
- * store or RMW (or under their mutex) before the notifier reads the waiter
- * count, and the attempt after prepare re-reads with seq_cst loads (or
- * under the mutex): the eventcount's Dekker pattern, so no wake-up is lost.
+ * then loop { prepare; clear waking; attempt; wait }. The kinds make a
+ * condition true with a seq_cst store or RMW (or under their mutex) before the
+ * notifier reads the waiter count, and the attempt after prepare re-reads with
+ * seq_cst loads (or under the mutex): the eventcount's Dekker pattern, so no
+ * wake-up is lost.
  *
  * One wake-up in flight. Between a futex wake and the woken thread running
  * lie microseconds in which every put would see the waiter count non-zero

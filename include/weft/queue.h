@@ -62,7 +62,9 @@ typedef struct weft_queue_opts {
 } weft_queue_opts_t;
 
 #define WEFT_QUEUE_OPTS_INIT                                                   \
-    {1024, sizeof(void *), WEFT_QUEUE_FIFO, NULL, NULL, NULL, NULL, NULL}
+    {                                                                          \
+        1024, sizeof(void *), WEFT_QUEUE_FIFO, NULL, NULL, NULL, NULL, NULL    \
+    }
 
 /*
  * weft_queue_create: a new empty queue; *out receives it (destroy it with
@@ -102,9 +104,8 @@ WEFT_API WEFT_NODISCARD int weft_queue_put(weft_queue_t *q, const void *item);
 WEFT_API WEFT_NODISCARD int weft_queue_try_put(weft_queue_t *q,
                                                const void *item);
 /* weft_queue_put_until: as put, or WEFT_ETIMEDOUT when deadline passes. */
-WEFT_API WEFT_NODISCARD int weft_queue_put_until(weft_queue_t *q,
-                                                 const void *item,
-                                                 weft_time_t deadline);
+WEFT_API WEFT_NODISCARD int
+weft_queue_put_until(weft_queue_t *q, const void *item, weft_time_t deadline);
 
 /*
  * weft_queue_get: move the next item into out (elem_size bytes), blocking

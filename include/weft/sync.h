@@ -37,7 +37,12 @@ typedef struct weft_mutex {
 
 /* Static initializer; a zero-filled weft_mutex_t is also a valid unlocked
  * mutex. */
-#define WEFT_MUTEX_INIT {{0, 0}}
+#define WEFT_MUTEX_INIT                                                        \
+    {                                                                          \
+        {                                                                      \
+            0, 0                                                               \
+        }                                                                      \
+    }
 
 /* weft_mutex_init: make m an unlocked mutex. Never fails. */
 WEFT_API void weft_mutex_init(weft_mutex_t *m);
@@ -84,7 +89,12 @@ typedef struct weft_rlock {
 } weft_rlock_t;
 
 /* Static initializer; a zero-filled weft_rlock_t is also a free rlock. */
-#define WEFT_RLOCK_INIT {{0, 0, 0, 0}}
+#define WEFT_RLOCK_INIT                                                        \
+    {                                                                          \
+        {                                                                      \
+            0, 0, 0, 0                                                         \
+        }                                                                      \
+    }
 
 WEFT_API void weft_rlock_init(weft_rlock_t *r);
 /* weft_rlock_fini: r must not be held (asserted). */
@@ -129,8 +139,8 @@ WEFT_API WEFT_NODISCARD int weft_sem_init(weft_sem_t *s, unsigned value);
  * max fails with WEFT_ERANGE, catching "released more than acquired" bugs.
  * Errors: WEFT_EINVAL (max 0, value > max, or max too large).
  */
-WEFT_API WEFT_NODISCARD int weft_sem_init_bounded(weft_sem_t *s,
-                                                  unsigned value, unsigned max);
+WEFT_API WEFT_NODISCARD int weft_sem_init_bounded(weft_sem_t *s, unsigned value,
+                                                  unsigned max);
 /* weft_sem_fini: end s's life; no thread may be waiting on it (asserted). */
 WEFT_API void weft_sem_fini(weft_sem_t *s);
 
@@ -160,7 +170,12 @@ typedef struct weft_event {
 } weft_event_t;
 
 /* Static initializer: a clear event. A zero-filled event is also clear. */
-#define WEFT_EVENT_INIT {{0}}
+#define WEFT_EVENT_INIT                                                        \
+    {                                                                          \
+        {                                                                      \
+            0                                                                  \
+        }                                                                      \
+    }
 
 WEFT_API void weft_event_init(weft_event_t *e);
 WEFT_API void weft_event_fini(weft_event_t *e);
@@ -187,7 +202,12 @@ typedef struct weft_cond {
 } weft_cond_t;
 
 /* Static initializer; a zero-filled weft_cond_t is also valid. */
-#define WEFT_COND_INIT {{0}}
+#define WEFT_COND_INIT                                                         \
+    {                                                                          \
+        {                                                                      \
+            0                                                                  \
+        }                                                                      \
+    }
 
 WEFT_API void weft_cond_init(weft_cond_t *c);
 /* weft_cond_fini: no thread may be waiting on c (asserted). */
@@ -205,9 +225,8 @@ WEFT_API WEFT_NODISCARD int weft_cond_wait(weft_cond_t *c, weft_mutex_t *m);
 /* weft_cond_wait_until: as wait, or WEFT_ETIMEDOUT when deadline passes
  * without a signal (a wait that was signalled as its deadline passed reports
  * WEFT_OK, so no signal is lost). */
-WEFT_API WEFT_NODISCARD int weft_cond_wait_until(weft_cond_t *c,
-                                                 weft_mutex_t *m,
-                                                 weft_time_t deadline);
+WEFT_API WEFT_NODISCARD int
+weft_cond_wait_until(weft_cond_t *c, weft_mutex_t *m, weft_time_t deadline);
 
 /* Predicate for weft_cond_wait_for: called with the mutex held. */
 typedef bool (*weft_pred_fn)(void *arg);
@@ -297,7 +316,10 @@ typedef struct weft_once {
 } weft_once_t;
 
 /* Static initializer; a zero-filled weft_once_t has not run. */
-#define WEFT_ONCE_INIT {0}
+#define WEFT_ONCE_INIT                                                         \
+    {                                                                          \
+        0                                                                      \
+    }
 
 typedef void (*weft_once_fn)(void *arg);
 
