@@ -93,6 +93,41 @@ int weft__park(_Atomic uint32_t *addr, uint32_t expected, weft_time_t deadline);
 void weft__unpark(_Atomic uint32_t *addr, int n);
 
 /*
+ * Cancellation tokens. A token belongs to one task (it lives inside the
+ * task's future). While a thread runs the task, weft__cancel_enter makes the
+ * token current for that thread: every weft__park the thread makes then
+ * returns WEFT_ECANCELED once the token fires, and a thread already asleep in
+ * weft__park is woken by weft__cancel_fire. Protocol (Dekker, seq_cst):
+ *   parker:    parked_on = addr; if (cancelled) return; futex_wait(addr)
+ *   canceller: cancelled = 1; while ((a = parked_on)) futex_wake(a), yield
+ * so either the parker sees the flag before sleeping, or the canceller sees
+ * where it sleeps and wakes it (repeatedly, until the parker has left the
+ * futex: a wake sent before it entered the kernel would be lost).
+ */
+typedef struct weft__cancel {
+    _Atomic uint32_t cancelled;
+    _Atomic(_Atomic uint32_t *) parked_on;
+} weft__cancel_t;
+
+#define WEFT__CANCEL_INIT {0, NULL}
+
+/* Make tok the calling thread's current token (NULL: none); returns the
+ * previous one, to be restored with another weft__cancel_enter. */
+weft__cancel_t *weft__cancel_enter(weft__cancel_t *tok);
+/* The calling thread's current token, or NULL. */
+weft__cancel_t *weft__cancel_current(void);
+/* Fire tok: idempotent; wakes the thread parked under it, if any. May spin
+ * (yielding) until that thread has left the kernel. */
+void weft__cancel_fire(weft__cancel_t *tok);
+
+static inline bool
+weft__cancel_is_fired(const weft__cancel_t *tok)
+{
+    return tok != NULL &&
+           atomic_load_explicit(&tok->cancelled, memory_order_acquire) != 0;
+}
+
+/*
  * Test hook: when n > 0, every n-th weft__park returns WEFT_OK at once
  * without sleeping, to prove callers tolerate spurious wake-ups. 0 turns it
  * off. Process-global.

@@ -30,13 +30,65 @@ inject_spurious(void)
     return t % every == 0;
 }
 
+/* The token of the task the calling thread runs, if any. */
+static _Thread_local weft__cancel_t *current_token;
+
+weft__cancel_t *
+weft__cancel_enter(weft__cancel_t *tok)
+{
+    weft__cancel_t *prev = current_token;
+    current_token = tok;
+    return prev;
+}
+
+weft__cancel_t *
+weft__cancel_current(void)
+{
+    return current_token;
+}
+
+void
+weft__cancel_fire(weft__cancel_t *tok)
+{
+    if (atomic_exchange_explicit(&tok->cancelled, 1, memory_order_seq_cst)) {
+        return;
+    }
+    /* seq_cst load pairs with the parker's seq_cst store of parked_on. */
+    for (;;) {
+        _Atomic uint32_t *a =
+            atomic_load_explicit(&tok->parked_on, memory_order_seq_cst);
+        if (a == NULL) {
+            return;
+        }
+        weft__plat_futex_wake(a, INT32_MAX);
+        weft__plat_thread_yield();
+    }
+}
+
 int
 weft__park(_Atomic uint32_t *addr, uint32_t expected, weft_time_t deadline)
 {
-    if (inject_spurious()) {
-        return WEFT_OK;
+    weft__cancel_t *tok = current_token;
+    if (WEFT__LIKELY(tok == NULL)) {
+        if (inject_spurious()) {
+            return WEFT_OK;
+        }
+        return weft__plat_futex_wait(addr, expected, deadline);
     }
-    return weft__plat_futex_wait(addr, expected, deadline);
+    /* seq_cst store, then seq_cst load of the flag: pairs with
+     * weft__cancel_fire's store of the flag and load of parked_on. */
+    atomic_store_explicit(&tok->parked_on, addr, memory_order_seq_cst);
+    int rc = WEFT_ECANCELED;
+    if (atomic_load_explicit(&tok->cancelled, memory_order_seq_cst) == 0) {
+        rc = inject_spurious() ? WEFT_OK
+                               : weft__plat_futex_wait(addr, expected, deadline);
+        if (atomic_load_explicit(&tok->cancelled, memory_order_acquire)) {
+            rc = WEFT_ECANCELED;
+        }
+    }
+    /* Release: the canceller stops waking once it reads NULL. */
+    atomic_store_explicit(&tok->parked_on, NULL, memory_order_release);
+    return rc;
 }
 
 void
