@@ -69,7 +69,9 @@ WEFT_API bool weft_future_done(const weft_future_t *f);
  * weft_future_wait: block until f is finished. Returns WEFT_OK (whatever the
  * outcome: read it with weft_future_result), WEFT_ECANCELED when the calling
  * task is cancelled first, or WEFT_EDEADLK when the caller is the task that
- * completes f.
+ * completes f (f is RUNNING on the calling thread; a promise has no such
+ * task: any thread may complete it). Parks the caller (after a brief spin);
+ * spurious wake-ups are absorbed.
  */
 WEFT_API WEFT_NODISCARD int weft_future_wait(weft_future_t *f);
 
@@ -81,13 +83,12 @@ WEFT_API WEFT_NODISCARD int weft_future_wait_until(weft_future_t *f,
 /*
  * weft_future_result: wait for f (as weft_future_wait), then report its
  * outcome: WEFT_OK with *value set to the result (borrowed: it stays owned
- * by f), the task's failure code (its message from weft_future_error), or
- * WEFT_ECANCELED when f was cancelled. Errors of the wait itself are
- * returned as they are; *value is untouched on any failure. value may be
- * NULL.
+ * by f, or by whoever took it with weft_future_take_result), the task's
+ * failure code (its message from weft_future_error), or WEFT_ECANCELED when
+ * f was cancelled. Errors of the wait itself are returned as they are;
+ * *value is untouched on any failure. value may be NULL.
  */
-WEFT_API WEFT_NODISCARD int weft_future_result(weft_future_t *f,
-                                               void **value);
+WEFT_API WEFT_NODISCARD int weft_future_result(weft_future_t *f, void **value);
 
 /* weft_future_result_until: weft_future_result with a deadline
  * (WEFT_ETIMEDOUT). */
@@ -97,7 +98,8 @@ weft_future_result_until(weft_future_t *f, void **value, weft_time_t deadline);
 /*
  * weft_future_take_result: as weft_future_result, and on WEFT_OK transfer
  * ownership of the value to the caller: the result destructor will not run.
- * A second take returns WEFT_EPERM.
+ * A second take returns WEFT_EPERM (*value untouched). WEFT_EINVAL when
+ * value is NULL (the taken value would be lost).
  */
 WEFT_API WEFT_NODISCARD int weft_future_take_result(weft_future_t *f,
                                                     void **value);
@@ -116,12 +118,14 @@ WEFT_API int weft_future_code(const weft_future_t *f);
 /*
  * weft_future_on_done: call fn(f, ctx) exactly once when f finishes, on the
  * thread that finishes it; at once on the calling thread if f is already
- * finished. Callbacks run in registration order and must not block for
- * long. Returns WEFT_OK or WEFT_ENOMEM (then fn is never called).
+ * finished. Callbacks registered before f finishes run in registration
+ * order; one registered after runs at once, possibly before the finishing
+ * thread is through with the earlier ones. Callbacks must not block for
+ * long. Returns WEFT_OK, WEFT_EINVAL (fn NULL) or WEFT_ENOMEM (then fn is
+ * never called). Lock-free, apart from the allocation of one small node.
  */
-WEFT_API WEFT_NODISCARD int weft_future_on_done(weft_future_t *f,
-                                                weft_future_cb_fn fn,
-                                                void *ctx);
+WEFT_API WEFT_NODISCARD int
+weft_future_on_done(weft_future_t *f, weft_future_cb_fn fn, void *ctx);
 
 /*
  * weft_future_cancel: cancel f. A PENDING future becomes CANCELLED at once
@@ -137,8 +141,8 @@ WEFT_API bool weft_future_cancel(weft_future_t *f);
 
 /*
  * weft_promise_create: a new PENDING future (one reference, the caller's) to
- * be completed with weft_promise_* from any thread. Returns WEFT_OK or
- * WEFT_ENOMEM (*out untouched).
+ * be completed with weft_promise_* from any thread. Returns WEFT_OK,
+ * WEFT_EINVAL (out NULL) or WEFT_ENOMEM (*out untouched).
  */
 WEFT_API WEFT_NODISCARD int weft_promise_create(weft_future_t **out);
 
@@ -160,11 +164,12 @@ WEFT_API WEFT_NODISCARD int weft_promise_set_result(weft_future_t *f,
                                                     weft_result_dtor_fn dtor);
 
 /* weft_promise_set_failure: finish f as FAILED with code (negative, not
- * WEFT_OK) and a printf-style message (truncated to 1 KiB). WEFT_OK,
- * WEFT_EINVAL for code >= 0, or WEFT_EPERM when already finished. */
-WEFT_API WEFT_NODISCARD int weft_promise_set_failure(weft_future_t *f,
-                                                     int code, const char *fmt,
-                                                     ...) WEFT_PRINTF(3, 4);
+ * WEFT_OK) and a printf-style message (truncated to 1024 bytes; fmt NULL:
+ * no message; kept without one when memory runs out). WEFT_OK, WEFT_EINVAL
+ * for code >= 0, or WEFT_EPERM when already finished. */
+WEFT_API WEFT_NODISCARD int weft_promise_set_failure(weft_future_t *f, int code,
+                                                     const char *fmt, ...)
+    WEFT_PRINTF(3, 4);
 
 /* ------------------------------------------------------------------------ */
 /* Waiting for several                                                       */
@@ -179,9 +184,15 @@ typedef enum weft_wait_mode {
  * weft_future_wait_many: wait until mode's condition holds for fs[0..n-1]
  * (borrowed; NULL entries are not allowed). Returns WEFT_OK and, when index
  * is not NULL, the index of a future that satisfied the condition (for
- * ALL_COMPLETED: n-1), or WEFT_ETIMEDOUT / WEFT_ECANCELED. n == 0 returns
- * WEFT_OK at once. WEFT_EINVAL for a NULL array with n > 0 or a bad mode;
- * WEFT_ENOMEM when the waiter's callbacks cannot be registered.
+ * ALL_COMPLETED, and FIRST_EXCEPTION when all finished without a failure:
+ * n-1), or WEFT_ETIMEDOUT / WEFT_ECANCELED. n == 0 returns WEFT_OK at once
+ * (*index untouched). WEFT_EINVAL for a NULL array with n > 0, a NULL entry
+ * or a bad mode; WEFT_ENOMEM when the waiter's callbacks cannot be
+ * registered; WEFT_EDEADLK when the condition can only be met by a future
+ * the calling task is running itself (any of them for ALL_COMPLETED, all
+ * of them otherwise). Helps the executors as weft_future_wait does, then
+ * parks. A wait that ends before its futures finish leaves a small node on
+ * each unfinished one, freed when it finishes or is freed.
  */
 WEFT_API WEFT_NODISCARD int
 weft_future_wait_many(weft_future_t *const *fs, size_t n, weft_wait_mode_t mode,
@@ -192,13 +203,17 @@ weft_future_wait_many(weft_future_t *const *fs, size_t n, weft_wait_mode_t mode,
 
 typedef struct weft_completion_queue weft_completion_queue_t;
 
-/* weft_cq_create: an empty completion queue. WEFT_OK or WEFT_ENOMEM. */
+/* weft_cq_create: an empty completion queue. WEFT_OK, WEFT_EINVAL (out
+ * NULL) or WEFT_ENOMEM. */
 WEFT_API WEFT_NODISCARD int weft_cq_create(weft_completion_queue_t **out);
 
 /*
  * weft_cq_add: watch f (the queue takes its own reference). When f
  * finishes it becomes available from weft_cq_next, in completion order.
- * WEFT_OK, WEFT_ENOMEM, or WEFT_ECLOSED after weft_cq_destroy began.
+ * f is borrowed. WEFT_OK, WEFT_ENOMEM, or WEFT_ECLOSED when the add
+ * overlaps weft_cq_destroy (destroy waits for adds in progress; an add that
+ * starts after destroy returned uses freed memory, as any call on a
+ * destroyed object). Never blocks (a short internal lock).
  */
 WEFT_API WEFT_NODISCARD int weft_cq_add(weft_completion_queue_t *cq,
                                         weft_future_t *f);
@@ -207,8 +222,10 @@ WEFT_API WEFT_NODISCARD int weft_cq_add(weft_completion_queue_t *cq,
  * weft_cq_next_until: hand over the next finished future: *out receives the
  * queue's reference (new reference: the caller releases it). The queue keeps
  * nothing of it afterwards. Returns WEFT_OK, WEFT_ECLOSED when every added
- * future has been handed over (nothing pending), WEFT_ETIMEDOUT, or
- * WEFT_ECANCELED. Any number of threads may call it at once.
+ * future has been handed over (nothing pending), WEFT_ETIMEDOUT,
+ * WEFT_ECANCELED, or WEFT_EINVAL (out NULL); *out is untouched on failure.
+ * Any number of threads may call it at once; blocks until a watched future
+ * finishes.
  */
 WEFT_API WEFT_NODISCARD int weft_cq_next_until(weft_completion_queue_t *cq,
                                                weft_future_t **out,
@@ -218,13 +235,15 @@ WEFT_API WEFT_NODISCARD int weft_cq_next_until(weft_completion_queue_t *cq,
 WEFT_API WEFT_NODISCARD int weft_cq_next(weft_completion_queue_t *cq,
                                          weft_future_t **out);
 
-/* weft_cq_pending: futures added and not yet handed over. */
+/* weft_cq_pending: futures added and not yet handed over (a snapshot).
+ * Never blocks. */
 WEFT_API size_t weft_cq_pending(const weft_completion_queue_t *cq);
 
 /*
  * weft_cq_destroy: free cq. Futures still watched are released (not
  * cancelled) once they finish; a future that finishes later finds the queue
  * gone safely. No thread may be inside weft_cq_next when it is called.
+ * NULL is a no-op. May yield while weft_cq_add calls overlap it.
  */
 WEFT_API void weft_cq_destroy(weft_completion_queue_t *cq);
 
