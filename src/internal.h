@@ -115,7 +115,13 @@ typedef struct weft__cancel {
  * previous one, to be restored with another weft__cancel_enter. */
 weft__cancel_t *weft__cancel_enter(weft__cancel_t *tok);
 /* The calling thread's current token, or NULL. */
-weft__cancel_t *weft__cancel_current(void);
+extern _Thread_local weft__cancel_t *weft__current_token;
+
+static inline weft__cancel_t *
+weft__cancel_current(void)
+{
+    return weft__current_token;
+}
 /* Fire tok: idempotent; wakes the thread parked under it, if any. May spin
  * (yielding) until that thread has left the kernel. */
 void weft__cancel_fire(weft__cancel_t *tok);
@@ -126,6 +132,14 @@ weft__cancel_is_fired(const weft__cancel_t *tok)
     return tok != NULL &&
            atomic_load_explicit(&tok->cancelled, memory_order_acquire) != 0;
 }
+
+/*
+ * weft__set_park_hook: fn (NULL: none) is called by the calling thread
+ * before each sleep in weft__park. Pool workers use it so that a task
+ * blocking on a worker first hands its queued work to an idle worker.
+ * Per thread.
+ */
+void weft__set_park_hook(void (*fn)(void));
 
 /*
  * Test hook: when n > 0, every n-th weft__park returns WEFT_OK at once

@@ -31,7 +31,16 @@ inject_spurious(void)
 }
 
 /* The token of the task the calling thread runs, if any. */
-static _Thread_local weft__cancel_t *current_token;
+_Thread_local weft__cancel_t *weft__current_token;
+#define current_token weft__current_token
+/* Called before each sleep (pool workers). */
+static _Thread_local void (*park_hook)(void);
+
+void
+weft__set_park_hook(void (*fn)(void))
+{
+    park_hook = fn;
+}
 
 weft__cancel_t *
 weft__cancel_enter(weft__cancel_t *tok)
@@ -39,12 +48,6 @@ weft__cancel_enter(weft__cancel_t *tok)
     weft__cancel_t *prev = current_token;
     current_token = tok;
     return prev;
-}
-
-weft__cancel_t *
-weft__cancel_current(void)
-{
-    return current_token;
 }
 
 void
@@ -69,6 +72,9 @@ int
 weft__park(_Atomic uint32_t *addr, uint32_t expected, weft_time_t deadline)
 {
     weft__cancel_t *tok = current_token;
+    if (park_hook != NULL) {
+        park_hook();
+    }
     if (WEFT__LIKELY(tok == NULL)) {
         if (inject_spurious()) {
             return WEFT_OK;

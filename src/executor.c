@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The executor interface: submit/shutdown dispatch, the running task's
+ * context (failure, label, cancellation), running a job and finishing its
+ * future, and the inline executor.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "executor_impl.h"
+
+_Thread_local weft__task_ctx_t *weft__current_task;
+#define current_task weft__current_task
+
+#define FAIL_MSG_MAX 1024
+
+void
+weft__task_enter(weft__task_ctx_t *ctx, const char *label)
+{
+    ctx->label = label;
+    ctx->code = WEFT_OK;
+    ctx->msg = NULL;
+    ctx->outer = current_task;
+    current_task = ctx;
+}
+
+void
+weft__task_leave(weft__task_ctx_t *ctx)
+{
+    WEFT_ASSERT(current_task == ctx, "task contexts left out of order");
+    current_task = ctx->outer;
+}
+
+void *
+weft_task_fail(int code, const char *fmt, ...)
+{
+    char buf[FAIL_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = fmt != NULL ? vsnprintf(buf, sizeof(buf), fmt, ap) : 0;
+    va_end(ap);
+    if (n < 0) {
+        buf[0] = '\0';
+    }
+    if (code >= 0) {
+        code = WEFT_EINVAL;
+    }
+    weft__task_ctx_t *t = current_task;
+    if (t == NULL) {
+        weft_log(WEFT_LOG_WARN, "weft_task_fail outside a task: %s: %s",
+                 weft_errname(code), buf);
+        return NULL;
+    }
+    if (t->code == WEFT_OK) { /* the first failure wins */
+        t->code = code;
+        t->msg = weft__strndup(buf, FAIL_MSG_MAX);
+    }
+    return NULL;
+}
+
+bool
+weft_cancelled(void)
+{
+    return weft__cancel_is_fired(weft__cancel_current());
+}
+
+const char *
+weft_task_label(void)
+{
+    return current_task != NULL ? current_task->label : NULL;
+}
+
+static void
+run_fire_and_forget(const weft__job_t *job)
+{
+    weft__task_ctx_t ctx;
+    weft__task_enter(&ctx, NULL);
+    weft__cancel_t *outer = weft__cancel_enter(NULL);
+    (void)job->fn(job->arg);
+    weft__cancel_enter(outer);
+    weft__task_leave(&ctx);
+    if (ctx.code != WEFT_OK) {
+        weft_log(WEFT_LOG_WARN, "task failed (no future to report it): %s: %s",
+                 weft_errname(ctx.code), ctx.msg != NULL ? ctx.msg : "");
+        weft__free(ctx.msg);
+    }
+}
+
+void
+weft__job_run(const weft__job_t *job)
+{
+    weft_future_t *f = job->fut;
+    if (f == NULL) {
+        run_fire_and_forget(job);
+        return;
+    }
+    if (f->start_by != WEFT_FOREVER && weft_now() > f->start_by) {
+        (void)weft__future_set_cancelled(f);
+        weft_future_release(f);
+        return;
+    }
+    if (!weft__future_claim(f)) {
+        weft_future_release(f); /* cancelled, or run inline by a waiter */
+        return;
+    }
+    weft__task_ctx_t ctx;
+    weft__task_enter(&ctx, f->label);
+    weft__cancel_t *outer = weft__cancel_enter(&f->token);
+    void *value = f->fn(f->arg);
+    weft__cancel_enter(outer);
+    weft__task_leave(&ctx);
+    if (ctx.code != WEFT_OK) {
+        (void)weft__future_finish(f, ctx.code, NULL, NULL, ctx.msg);
+    } else {
+        (void)weft__future_finish(f, WEFT_OK, value, f->dtor, NULL);
+    }
+    weft_future_release(f);
+}
+
+void
+weft__job_cancel(const weft__job_t *job)
+{
+    if (job->fut != NULL) {
+        (void)weft__future_set_cancelled(job->fut);
+        weft_future_release(job->fut);
+    }
+}
+
+void
+weft__executor_init(weft_executor_t *ex, const weft__executor_ops_t *ops,
+                    const char *name, weft_submit_policy_t policy)
+{
+    ex->ops = ops;
+    snprintf(ex->name, sizeof(ex->name), "%s", name != NULL ? name : "");
+    ex->policy = policy == WEFT_SUBMIT_DEFAULT ? WEFT_SUBMIT_BLOCK : policy;
+}
+
+/* A future for one task: two references (the caller's, the queue's). */
+static int
+make_task_future(weft_executor_t *ex, const weft__job_t *job,
+                 const weft_task_opts_t *o, weft_future_t **out)
+{
+    weft_future_t *f = weft__future_alloc(2);
+    if (f == NULL) {
+        return WEFT_ENOMEM;
+    }
+    f->fn = job->fn;
+    f->arg = job->arg;
+    f->label = o->label;
+    f->exec = ex;
+    f->start_by = o->start_deadline;
+    f->dtor = o->result_dtor; /* handed to weft__future_finish */
+    f->flags = (o->blocking ? WEFT__TASK_BLOCKING : 0u) |
+               (o->priority > 0 ? WEFT__TASK_PRIORITY : 0u);
+    *out = f;
+    return WEFT_OK;
+}
+
+int
+weft_executor_submit(weft_executor_t *ex, weft_task_fn fn, void *arg,
+                     const weft_task_opts_t *opts, weft_future_t **out)
+{
+    static const weft_task_opts_t defaults = WEFT_TASK_OPTS_INIT;
+    const weft_task_opts_t *o = opts != NULL ? opts : &defaults;
+    if (ex == NULL || fn == NULL || (unsigned)o->policy > 3u) {
+        return WEFT_EINVAL;
+    }
+    weft_submit_policy_t policy =
+        o->policy == WEFT_SUBMIT_DEFAULT ? ex->policy : o->policy;
+    weft__job_t job = {fn, arg, NULL};
+    bool want_future = out != NULL || o->scope != NULL ||
+                       o->start_deadline != WEFT_FOREVER ||
+                       o->result_dtor != NULL;
+    if (!want_future) {
+        return ex->ops->submit(ex, &job, o, policy);
+    }
+    int rc = make_task_future(ex, &job, o, &job.fut);
+    if (rc != WEFT_OK) {
+        return rc;
+    }
+    if (o->scope != NULL) {
+        rc = weft__scope_add(o->scope, job.fut);
+        if (rc != WEFT_OK) {
+            (void)weft__future_set_cancelled(job.fut);
+            goto fail;
+        }
+    }
+    /* Two references: the caller's (kept alive across the run) and the
+     * queue's (dropped by whoever runs or cancels the job). */
+    weft_future_t *f = job.fut;
+    rc = ex->ops->submit(ex, &job, o, policy);
+    if (rc != WEFT_OK) {
+        (void)weft__future_set_cancelled(f); /* the scope must not wait */
+        goto fail;
+    }
+    if (out != NULL) {
+        *out = f;
+    } else {
+        weft_future_release(f);
+    }
+    return WEFT_OK;
+fail:
+    weft_future_release(job.fut);
+    weft_future_release(job.fut);
+    return rc;
+}
+
+int
+weft_executor_shutdown(weft_executor_t *ex, bool wait, bool cancel_pending)
+{
+    WEFT_ASSERT(ex != NULL, "weft_executor_shutdown: NULL executor");
+    if (wait && ex->ops->is_own_thread(ex)) {
+        return WEFT_EDEADLK;
+    }
+    return ex->ops->shutdown(ex, wait, cancel_pending);
+}
+
+void
+weft_executor_destroy(weft_executor_t *ex)
+{
+    if (ex == NULL) {
+        return;
+    }
+    WEFT_ASSERT(!ex->ops->is_own_thread(ex),
+                "weft_executor_destroy called from one of %s's own threads",
+                ex->name);
+    /* Uncancellable: destroy must not leave threads running. */
+    weft__cancel_t *outer = weft__cancel_enter(NULL);
+    (void)ex->ops->shutdown(ex, true, false);
+    weft__cancel_enter(outer);
+    ex->ops->destroy(ex);
+}
+
+const char *
+weft_executor_name(const weft_executor_t *ex)
+{
+    return ex != NULL ? ex->name : "";
+}

@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fork-join: task groups (spawn/wait), weft_pool_run, parallel_for and
+ * parallel_reduce.
+ *
+ * DESIGN
+ * A group lives in the caller's memory. Spawning from a worker of its pool
+ * takes a frame from the worker's free list and pushes it on the worker's
+ * deque: no allocation, no future. Counting avoids read-modify-writes on the
+ * common path: the thread that initialised the group (its owner, the only
+ * one that waits) counts its own spawns and the children it runs itself in
+ * plain fields; other threads count in atomics. remote_done is also the
+ * futex word the owner sleeps on: it counts in steps of 2, bit 0 says "the
+ * owner sleeps". A thread finishing a child does one fetch_add and, if the
+ * bit was set, a futex wake on the address; it touches the group no further
+ * (the owner may return and pop the group's stack frame at once; a futex
+ * wake on stale memory is harmless).
+ * Isolation: every frame carries the isolation tag of the fork-join tree it
+ * belongs to (a fresh tag for a group made outside any spawned child, the
+ * running child's tag otherwise). A waiting worker runs only frames with
+ * its group's tag: from its own deque (newest first; a foreign frame is put
+ * back) and stolen with a filter. So a task waiting while it holds a lock
+ * cannot pick up an unrelated task that wants that lock.
+ */
+#include <string.h>
+
+#include "mutex_impl.h"
+#include "pool_impl.h"
+
+typedef struct fj_group {
+    weft__pool_t *pool;
+    uintptr_t owner; /* weft__thread_key of the initialising thread */
+    uint32_t iso;
+    uint64_t local_spawned; /* owner only */
+    uint64_t local_done;    /* owner only */
+    _Atomic uint64_t remote_spawned;
+    _Atomic uint32_t remote_done; /* 2 per child; bit 0: owner sleeps */
+    _Atomic int first_err;
+} fj_group_t;
+
+_Static_assert(sizeof(fj_group_t) <= sizeof(weft_group_t),
+               "weft_group_t too small");
+_Static_assert(_Alignof(fj_group_t) <= _Alignof(weft_group_t),
+               "weft_group_t under-aligned");
+
+static _Atomic uint32_t next_iso = 1;
+
+static uint32_t
+fresh_iso(void)
+{
+    uint32_t t;
+    do { /* relaxed: only uniqueness matters */
+        t = atomic_fetch_add_explicit(&next_iso, 1, memory_order_relaxed);
+    } while (t == 0);
+    return t;
+}
+
+int
+weft_group_init(weft_group_t *g, weft_executor_t *pool)
+{
+    WEFT_ASSERT(g != NULL, "weft_group_init: NULL group");
+    weft__worker_t *w = weft__pool_self();
+    if (pool == NULL && w != NULL) {
+        pool = &w->pool->base;
+    }
+    if (!weft__is_pool(pool)) {
+        return WEFT_EINVAL;
+    }
+    fj_group_t *x = (fj_group_t *)g;
+    x->pool = (weft__pool_t *)pool;
+    x->local_spawned = 0;
+    x->local_done = 0;
+    atomic_init(&x->remote_spawned, 0);
+    atomic_init(&x->remote_done, 0);
+    atomic_init(&x->first_err, WEFT_OK);
+    x->owner = weft__thread_key();
+    x->iso = (w != NULL && w->pool == x->pool && w->cur_iso != 0)
+                 ? w->cur_iso
+                 : fresh_iso();
+    return WEFT_OK;
+}
+
+static void
+record_failure(fj_group_t *g, int code)
+{
+    int expected = WEFT_OK;
+    /* Relaxed: read by the owner after the children's completion, which
+     * the remote_done release/acquire pair orders. */
+    (void)atomic_compare_exchange_strong_explicit(
+        &g->first_err, &expected, code, memory_order_relaxed,
+        memory_order_relaxed);
+}
+
+static void
+child_done(fj_group_t *g)
+{
+    if (weft__thread_key() == g->owner) {
+        g->local_done++;
+        return;
+    }
+    /* Release: publishes the child's effects (and any remote spawns it
+     * made) to the owner's acquire load in pending(). */
+    uint32_t old =
+        atomic_fetch_add_explicit(&g->remote_done, 2, memory_order_acq_rel);
+    if (old & 1u) {
+        weft__unpark(&g->remote_done, 1);
+    }
+}
+
+/* Run a spawned child: called by any worker that took its frame. */
+void
+weft__fj_run_spawn(weft__worker_t *w, weft__frame_t *f)
+{
+    fj_group_t *g = f->u.spawn.group;
+    weft_spawn_fn fn = f->u.spawn.fn;
+    void *arg = f->u.spawn.arg;
+    uint32_t saved = w->cur_iso;
+    w->cur_iso = atomic_load_explicit(&f->iso, memory_order_relaxed);
+    weft__frame_put(w, f);
+    /* weft__task_enter/leave, inlined: this is the spawn fast path. */
+    weft__task_ctx_t ctx = {NULL, WEFT_OK, NULL, weft__current_task};
+    weft__current_task = &ctx;
+    fn(arg);
+    weft__current_task = ctx.outer;
+    w->cur_iso = saved;
+    if (WEFT__UNLIKELY(ctx.code != WEFT_OK)) {
+        record_failure(g, ctx.code);
+        weft__free(ctx.msg);
+    }
+    child_done(g);
+}
+
+/* A child spawned from outside the pool travels as a job. */
+typedef struct outside_child {
+    fj_group_t *g;
+    weft_spawn_fn fn;
+    void *arg;
+} outside_child_t;
+
+static void *
+run_outside_child(void *arg)
+{
+    outside_child_t c = *(outside_child_t *)arg;
+    weft__free(arg);
+    weft__worker_t *w = weft__pool_self();
+    uint32_t saved = w != NULL ? w->cur_iso : 0;
+    if (w != NULL) {
+        w->cur_iso = c.g->iso;
+    }
+    weft__task_ctx_t ctx;
+    weft__task_enter(&ctx, NULL);
+    c.fn(c.arg);
+    weft__task_leave(&ctx);
+    if (w != NULL) {
+        w->cur_iso = saved;
+    }
+    if (ctx.code != WEFT_OK) {
+        record_failure(c.g, ctx.code);
+        weft__free(ctx.msg);
+    }
+    child_done(c.g);
+    return NULL;
+}
+
+static void
+count_spawn(fj_group_t *g)
+{
+    if (weft__thread_key() == g->owner) {
+        g->local_spawned++;
+    } else {
+        atomic_fetch_add_explicit(&g->remote_spawned, 1,
+                                  memory_order_relaxed);
+    }
+}
+
+static int
+spawn_outside(fj_group_t *g, weft_spawn_fn fn, void *arg)
+{
+    outside_child_t *c = weft__malloc(sizeof(*c));
+    if (c == NULL) {
+        return WEFT_ENOMEM;
+    }
+    *c = (outside_child_t){g, fn, arg};
+    weft__job_t job = {run_outside_child, c, NULL};
+    count_spawn(g);
+    int rc = weft__pool_inject(g->pool, &job, false, g->pool->base.policy,
+                               WEFT_FOREVER);
+    if (rc != WEFT_OK) {
+        weft__free(c);
+        child_done(g); /* balances count_spawn, wakes nobody wrongly */
+    }
+    return rc;
+}
+
+int
+weft_group_spawn(weft_group_t *gp, weft_spawn_fn fn, void *arg)
+{
+    fj_group_t *g = (fj_group_t *)gp;
+    WEFT_ASSERT(g != NULL && fn != NULL, "weft_group_spawn: NULL argument");
+    weft__worker_t *w = weft__pool_self();
+    if (WEFT__UNLIKELY(w == NULL || w->pool != g->pool)) {
+        return spawn_outside(g, fn, arg);
+    }
+    weft__frame_t *f = weft__frame_get(w);
+    if (WEFT__UNLIKELY(f == NULL)) {
+        return WEFT_ENOMEM;
+    }
+    atomic_store_explicit(&f->iso, g->iso, memory_order_relaxed);
+    f->kind = FRAME_SPAWN;
+    f->u.spawn.fn = fn;
+    f->u.spawn.arg = arg;
+    f->u.spawn.group = g;
+    count_spawn(g);
+    if (WEFT__UNLIKELY(!weft__pool_push_local(w, f))) {
+        weft__frame_put(w, f);
+        child_done(g);
+        return WEFT_ENOMEM;
+    }
+    return WEFT_OK;
+}
+
+/* Children not finished yet (owner only). remote_done is read first: a
+ * remote child's spawns happen before its completion. */
+static uint32_t
+pending(fj_group_t *g, uint32_t *word)
+{
+    uint32_t d = atomic_load_explicit(&g->remote_done, memory_order_acquire);
+    uint64_t rs =
+        atomic_load_explicit(&g->remote_spawned, memory_order_acquire);
+    *word = d;
+    return (uint32_t)((g->local_spawned + rs - g->local_done) * 2u) -
+           (d & ~1u);
+}
+
+static bool
+same_tree(void *x, void *ctx)
+{
+    const weft__frame_t *f = x;
+    return atomic_load_explicit(&f->iso, memory_order_relaxed) ==
+           *(const uint32_t *)ctx;
+}
+
+/* Run one frame of g's tree, if there is one. */
+static bool
+help(weft__worker_t *w, fj_group_t *g)
+{
+    weft__frame_t *f = weft__deque_pop(&w->dq);
+    if (f != NULL) {
+        if (same_tree(f, &g->iso)) {
+            weft__frame_run(w, f);
+            return true;
+        }
+        /* Not ours: put it back; it was just popped, so this push always
+         * has room. */
+        bool ok = weft__deque_push(&w->dq, f);
+        WEFT_ASSERT(ok, "re-pushing a popped frame failed");
+    }
+    f = weft__pool_steal(w, same_tree, &g->iso);
+    if (f != NULL) {
+        weft__frame_run(w, f);
+        return true;
+    }
+    return false;
+}
+
+int
+weft_group_wait(weft_group_t *gp)
+{
+    fj_group_t *g = (fj_group_t *)gp;
+    WEFT_ASSERT(g != NULL && g->owner == weft__thread_key(),
+                "weft_group_wait: only the thread that initialised the group "
+                "may wait for it");
+    weft__worker_t *w = weft__pool_self();
+    if (w != NULL && w->pool != g->pool) {
+        w = NULL;
+    }
+    int spins = 0;
+    for (;;) {
+        uint32_t word;
+        if (pending(g, &word) == 0) {
+            break;
+        }
+        if (w != NULL && help(w, g)) {
+            spins = 0;
+            continue;
+        }
+        if (spins++ < 64) {
+            weft__cpu_relax();
+            continue;
+        }
+        if (!(word & 1u) &&
+            !atomic_compare_exchange_weak_explicit(
+                &g->remote_done, &word, word | 1u, memory_order_acq_rel,
+                memory_order_acquire)) {
+            continue;
+        }
+        if (pending(g, &word) == 0) {
+            break;
+        }
+        /* Children are always awaited, also by a cancelled task. */
+        (void)weft__park_nocancel(&g->remote_done, word | 1u, WEFT_FOREVER);
+        atomic_fetch_and_explicit(&g->remote_done, ~1u, memory_order_relaxed);
+        spins = 0;
+    }
+    int err = atomic_load_explicit(&g->first_err, memory_order_relaxed);
+    if (err == WEFT_OK &&
+        WEFT__UNLIKELY(weft__cancel_is_fired(weft__cancel_current()))) {
+        err = WEFT_ECANCELED;
+    }
+    return err;
+}
