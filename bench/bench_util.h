@@ -83,9 +83,12 @@ bench_seconds(weft_time_t start, weft_time_t end)
 
 /* Options common to every C benchmark. */
 typedef struct bench_args {
-    uint64_t n;       /* problem size (items, pairs, round trips) */
-    unsigned rep;     /* repetition number: rotates the order of impls */
-    const char *only; /* run only this implementation (NULL: all) */
+    uint64_t n;        /* problem size (items, pairs, round trips); 0 when
+                          not given and the program has no single default */
+    unsigned rep;      /* repetition number: rotates the order of impls */
+    const char *only;  /* run only this implementation (NULL: all) */
+    const char *bench; /* run only this benchmark of a program that has
+                          several (NULL: all) */
 } bench_args_t;
 
 static inline void bench_usage(const char *prog, const char *what,
@@ -94,12 +97,17 @@ static inline void bench_usage(const char *prog, const char *what,
 static inline void
 bench_usage(const char *prog, const char *what, uint64_t def_n)
 {
+    fprintf(stderr, "usage: %s [-n %s] [-r REP] [-i IMPL] [-b BENCH]\n", prog,
+            what);
+    if (def_n != 0) {
+        fprintf(stderr, "  -n  %s (default %" PRIu64 ")\n", what, def_n);
+    } else {
+        fprintf(stderr, "  -n  %s (default: per benchmark)\n", what);
+    }
     fprintf(stderr,
-            "usage: %s [-n %s] [-r REP] [-i IMPL]\n"
-            "  -n  %s (default %" PRIu64 ")\n"
             "  -r  repetition number; rotates the order of implementations\n"
-            "  -i  run only the named implementation\n",
-            prog, what, what, def_n);
+            "  -i  run only the named implementation\n"
+            "  -b  run only the named benchmark (programs with several)\n");
     exit(2);
 }
 
@@ -121,10 +129,10 @@ bench_parse_u64(const char *s, const char *prog, const char *what,
 static inline bench_args_t
 bench_parse_args(int argc, char **argv, const char *what, uint64_t def_n)
 {
-    bench_args_t a = {def_n, 0, NULL};
+    bench_args_t a = {def_n, 0, NULL, NULL};
     int opt;
 
-    while ((opt = getopt(argc, argv, "n:r:i:h")) != -1) {
+    while ((opt = getopt(argc, argv, "n:r:i:b:h")) != -1) {
         switch (opt) {
         case 'n':
             a.n = bench_parse_u64(optarg, argv[0], what, def_n);
@@ -134,6 +142,9 @@ bench_parse_args(int argc, char **argv, const char *what, uint64_t def_n)
             break;
         case 'i':
             a.only = optarg;
+            break;
+        case 'b':
+            a.bench = optarg;
             break;
         default:
             bench_usage(argv[0], what, def_n);
@@ -150,6 +161,20 @@ static inline bool
 bench_selected(const bench_args_t *a, const char *impl)
 {
     return a->only == NULL || strcmp(a->only, impl) == 0;
+}
+
+/* Whether benchmark name is selected by -b. */
+static inline bool
+bench_wanted(const bench_args_t *a, const char *name)
+{
+    return a->bench == NULL || strcmp(a->bench, name) == 0;
+}
+
+/* The size to use for one benchmark: -n if given, else its default. */
+static inline uint64_t
+bench_size(const bench_args_t *a, uint64_t def_n)
+{
+    return a->n != 0 ? a->n : def_n;
 }
 
 /*

@@ -19,12 +19,25 @@ from collections import OrderedDict
 RESULT_RE = re.compile(
     r"^RESULT (\S+) (\S+) (\S+) ([A-Za-z][A-Za-z0-9_]*)=(\S+)$")
 REP_RE = re.compile(r"^# rep (\d+)")
-BENCH_ORDER = ["queue", "lock", "event", "sem"]
+BENCH_ORDER = ["queue", "lock", "event", "sem", "fib", "parallel-reduce",
+               "parallel-for", "submit", "submit-future", "roundtrip", "idle"]
 # Peers in the order a reader wants them: the hand-rolled floor first.
 PEER_ORDER = ["mutex-ring", "moodycamel", "python-queue", "pthread",
-              "pthread-cond", "posix-sem"]
+              "pthread-cond", "posix-sem", "serial", "naive-pool", "omp",
+              "tbb", "tbb-enqueue", "tbb-execute", "python-threadpool"]
+
+# Metrics where a larger figure is better; every other metric is a cost
+# (time, CPU), where smaller is better. Rates end in _per_s.
+HIGHER_IS_BETTER = {"speedup"}
+LOWER_IS_BETTER = {"cpu_ms_per_idle_s"}
+# Costs worth a panel of the plot too (rates and speedups always get one).
+PLOT_COSTS = [("fib", "spawn_ns"), ("roundtrip", "us_per_rt"),
+              ("idle", "cpu_ms_per_idle_s")]
 
 # The figures weft is held to (from PERFORMANCE.md), checked on the medians.
+# "params" may list alternatives: the first one measured is checked (the
+# quick run uses smaller sizes).
+FIB = ["n=35", "n=32", "n=30"]
 TARGETS = [
     {"what": "queue 2P2C bounded blocking: weft >= 20M items/s",
      "kind": "value", "bench": "queue", "params": "p=2,c=2,cap=1024",
@@ -37,6 +50,43 @@ TARGETS = [
      "kind": "ratio", "bench": "lock", "params": "threads=1",
      "metric": "ns_per_pair", "impl": "weft", "peer": "pthread",
      "max": 1.0},
+    {"what": "fib, 1 worker: weft overhead <= 5 ns per spawn",
+     "kind": "value", "bench": "fib", "params": FIB, "metric": "spawn_ns",
+     "impl": "weft", "max": 5.0},
+    {"what": "fib: weft speedup on 2 workers >= 1.8x",
+     "kind": "value", "bench": "fib", "params": FIB, "metric": "speedup",
+     "impl": "weft", "min": 1.8},
+    {"what": "parallel_reduce, 2 workers: weft time <= 1.1x OpenMP static",
+     "kind": "ratio", "bench": "parallel-reduce", "params": "workers=2",
+     "metric": "ms", "impl": "weft", "peer": "omp", "max": 1.1},
+    {"what": "parallel_reduce: weft speedup on 2 workers >= 1.8x",
+     "kind": "value", "bench": "parallel-reduce", "params": "workers=2",
+     "metric": "speedup", "impl": "weft", "min": 1.8},
+    {"what": "parallel_for, 2 workers: weft time <= 1.1x OpenMP static",
+     "kind": "ratio", "bench": "parallel-for", "params": "workers=2",
+     "metric": "ms", "impl": "weft", "peer": "omp", "max": 1.1},
+    {"what": "parallel_for: weft speedup on 2 workers >= 1.8x",
+     "kind": "value", "bench": "parallel-for", "params": "workers=2",
+     "metric": "speedup", "impl": "weft", "min": 1.8},
+    {"what": "submit from outside, fire-and-forget: weft >= 10M tasks/s",
+     "kind": "value", "bench": "submit", "params": "workers=2",
+     "metric": "tasks_per_s", "impl": "weft", "min": 10e6},
+    {"what": "submit: weft >= 2.5x oneTBB arena enqueue, same run",
+     "kind": "ratio", "bench": "submit", "params": "workers=2",
+     "metric": "tasks_per_s", "impl": "weft", "peer": "tbb", "min": 2.5},
+    {"what": "submit: weft >= 200x Python ThreadPoolExecutor, same run",
+     "kind": "ratio", "bench": "submit", "params": "workers=2",
+     "metric": "tasks_per_s", "impl": "weft", "peer": "python-threadpool",
+     "min": 200.0},
+    {"what": "submit with a future each, all waited: weft >= 4M tasks/s",
+     "kind": "value", "bench": "submit-future", "params": "workers=2",
+     "metric": "tasks_per_s", "impl": "weft", "min": 4e6},
+    {"what": "submit-then-wait round trip, warm pool: weft <= 1.5 µs",
+     "kind": "value", "bench": "roundtrip", "params": "workers=2",
+     "metric": "us_per_rt", "impl": "weft", "max": 1.5},
+    {"what": "idle pool: weft <= 1 CPU ms per idle second (~0)",
+     "kind": "value", "bench": "idle", "params": "workers=2",
+     "metric": "cpu_ms_per_idle_s", "impl": "weft", "max": 1.0},
 ]
 
 
@@ -45,7 +95,9 @@ def is_weft(impl):
 
 
 def higher_is_better(metric):
-    return metric.endswith("_per_s")
+    if metric in HIGHER_IS_BETTER:
+        return True
+    return metric.endswith("_per_s") and metric not in LOWER_IS_BETTER
 
 
 def parse_raw(path):
@@ -67,7 +119,8 @@ def parse_raw(path):
                 v = float(value)
             except ValueError:
                 continue
-            if not math.isfinite(v) or v <= 0:
+            # Zero is a valid cost (an idle pool that used no CPU).
+            if not math.isfinite(v) or v < 0:
                 continue
             key = (bench, params, metric)
             data.setdefault(key, OrderedDict()).setdefault(impl, {})[rep] = v
@@ -101,8 +154,8 @@ def summarize(values):
     return {
         "reps": len(v), "median": med, "min": v[0], "max": v[-1],
         "q1": q1, "q3": q3,
-        "spread_pct": 100.0 * (v[-1] - v[0]) / med,
-        "iqr_pct": 100.0 * (q3 - q1) / med,
+        "spread_pct": 100.0 * (v[-1] - v[0]) / med if med else None,
+        "iqr_pct": 100.0 * (q3 - q1) / med if med else None,
         "values": values,
     }
 
@@ -125,7 +178,9 @@ def build(data):
             for p in per_impl:
                 if is_weft(p):
                     continue
-                both = sorted(set(per_impl[w]) & set(per_impl[p]))
+                # A peer's zero (an idle pool using no CPU) has no ratio.
+                both = sorted(r for r in set(per_impl[w]) & set(per_impl[p])
+                              if per_impl[p][r] > 0)
                 if not both:
                     continue
                 r = [per_impl[w][i] / per_impl[p][i] for i in both]
@@ -148,14 +203,17 @@ def find(rows, **kw):
 def check_targets(results, ratios):
     out = []
     for t in TARGETS:
-        sel = {"bench": t["bench"], "params": t["params"],
-               "metric": t["metric"]}
-        if t["kind"] == "value":
-            row = find(results, impl=t["impl"], **sel)
-            value = row["median"] if row else None
-        else:
-            row = find(ratios, weft=t["impl"], peer=t["peer"], **sel)
-            value = row["median"] if row else None
+        params = t["params"]
+        row = None
+        for p in params if isinstance(params, list) else [params]:
+            sel = {"bench": t["bench"], "params": p, "metric": t["metric"]}
+            if t["kind"] == "value":
+                row = find(results, impl=t["impl"], **sel)
+            else:
+                row = find(ratios, weft=t["impl"], peer=t["peer"], **sel)
+            if row:
+                break
+        value = row["median"] if row else None
         if value is None:
             status = "not measured"
         elif "min" in t:
@@ -175,10 +233,16 @@ def si(x):
     return "%.3g" % x
 
 
-def unit(metric):
+def unit(metric, bench=None):
+    if metric == "speedup":
+        return ("speedup, 2 workers over 1" if bench == "fib"
+                else "speedup over serial")
     names = {"items_per_s": "items/s", "ops_per_s": "lock/unlock pairs/s",
              "ns_per_pair": "ns per lock/unlock pair",
-             "rt_per_s": "round trips/s", "us_per_rt": "µs per round trip"}
+             "rt_per_s": "round trips/s", "us_per_rt": "µs per round trip",
+             "tasks_per_s": "tasks/s", "ms": "ms",
+             "spawn_ns": "ns of overhead per spawn, 1 worker, vs serial",
+             "cpu_ms_per_idle_s": "CPU ms per idle second"}
     return names.get(metric, metric)
 
 
@@ -205,6 +269,10 @@ def write_csv(path, results, ratios):
             out.writerow(row)
 
 
+def pct(x):
+    return "—" if x is None else "%.0f%%" % x
+
+
 def md_ratio(x):
     if x is None:
         return ""
@@ -219,8 +287,9 @@ def md_table(lines, key, results, ratios):
     wefts = impl_order({x["weft"] for x in ratios
                         if x["bench"] == bench and x["metric"] == metric})
     better = ("higher is better" if higher_is_better(metric)
-              else "lower is better: a ratio below 1 means weft is faster")
-    lines.append("### %s: %s (%s)" % (bench, unit(metric), better))
+              else "lower is better: a weft ÷ impl ratio below 1 favours "
+              "weft")
+    lines.append("### %s: %s (%s)" % (bench, unit(metric, bench), better))
     lines.append("")
     head = ["params", "impl", "median", "min .. max", "spread", "IQR"]
     head += ["%s ÷ impl" % w for w in wefts]
@@ -230,7 +299,7 @@ def md_table(lines, key, results, ratios):
         cells = [r["params"], r["impl"], si(r["median"])]
         if r["reps"] > 1:
             cells += ["%s .. %s" % (si(r["min"]), si(r["max"])),
-                      "%.0f%%" % r["spread_pct"], "%.0f%%" % r["iqr_pct"]]
+                      pct(r["spread_pct"]), pct(r["iqr_pct"])]
         else:
             cells += ["—", "—", "—"]
         for w in wefts:
@@ -277,7 +346,8 @@ def write_md(path, meta, results, ratios, targets, failures):
         "and *IQR* are over the repetitions; *spread* is (max − min) / "
         "median. *weft ÷ impl* is weft's figure divided by the peer's from "
         "the same repetition: the median of those ratios, with their range "
-        "in parentheses. For rates, above 1 means weft is faster.")
+        "in parentheses. For rates and speedups, above 1 favours weft; for "
+        "times and other costs (lower is better), below 1 does.")
     lines.append("")
     if failures:
         lines.append("**Failures:** " + "; ".join(failures))
@@ -296,7 +366,7 @@ def write_md(path, meta, results, ratios, targets, failures):
     for key in seen:
         md_table(lines, key, results, ratios)
     if meta.get("skipped"):
-        lines.append("Skipped peers: %s." % meta["skipped"])
+        lines.append("Skipped: %s." % meta["skipped"])
         lines.append("")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
@@ -306,9 +376,12 @@ def short_label(params):
     m = re.match(r"^p=(\d+),c=(\d+)", params)
     if m:
         return "%sP%sC" % m.groups()
-    m = re.match(r"^threads=(\d+)$", params)
+    m = re.match(r"^(n=\d+,)?(threads|workers)=(\d+)$", params)
     if m:
-        return "%s thread%s" % (m.group(1), "" if m.group(1) == "1" else "s")
+        n, what, count = m.groups()
+        if count == "1":
+            what = what[:-1]
+        return "%s%s %s" % (n.replace(",", ", ") if n else "", count, what)
     return params
 
 
@@ -335,9 +408,13 @@ def plot_panel(script, datfile, bench, metric, rows):
             f.write(" ".join(cells) + "\n")
     lo = min(r["min"] for r in rows)
     hi = max(r["max"] for r in rows)
-    log = hi / lo > 20
-    script.append('set title "%s: %s (median; bars: min..max)"'
-                  % (bench, unit(metric)))
+    # A zero (an idle pool using no CPU) has no place on a log scale.
+    log = lo > 0 and hi / lo > 20
+    if hi <= 0:
+        hi = 1.0
+    script.append('set title "%s: %s (median; bars: min..max%s)"'
+                  % (bench, unit(metric, bench), "" if higher_is_better(metric)
+                     else "; lower is better"))
     script.append("set logscale y" if log else "unset logscale y")
     script.append("set yrange [%g:%g]" % ((lo / 2, hi * 20) if log
                                           else (0, hi * 1.4)))
@@ -366,7 +443,8 @@ def write_png(outdir, results):
     panels = []
     for r in results:
         key = (r["bench"], r["metric"])
-        if higher_is_better(r["metric"]) and key not in panels:
+        if ((higher_is_better(r["metric"]) or key in PLOT_COSTS)
+                and key not in panels):
             panels.append(key)
     if not panels:
         return False
