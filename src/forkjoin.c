@@ -74,9 +74,8 @@ weft_group_init(weft_group_t *g, weft_executor_t *pool)
     atomic_init(&x->remote_done, 0);
     atomic_init(&x->first_err, WEFT_OK);
     x->owner = weft__thread_key();
-    x->iso = (w != NULL && w->pool == x->pool && w->cur_iso != 0)
-                 ? w->cur_iso
-                 : fresh_iso();
+    x->iso = (w != NULL && w->pool == x->pool && w->cur_iso != 0) ? w->cur_iso
+                                                                  : fresh_iso();
     return WEFT_OK;
 }
 
@@ -86,9 +85,9 @@ record_failure(fj_group_t *g, int code)
     int expected = WEFT_OK;
     /* Relaxed: read by the owner after the children's completion, which
      * the remote_done release/acquire pair orders. */
-    (void)atomic_compare_exchange_strong_explicit(
-        &g->first_err, &expected, code, memory_order_relaxed,
-        memory_order_relaxed);
+    (void)atomic_compare_exchange_strong_explicit(&g->first_err, &expected,
+                                                  code, memory_order_relaxed,
+                                                  memory_order_relaxed);
 }
 
 static void
@@ -168,8 +167,7 @@ count_spawn(fj_group_t *g)
     if (weft__thread_key() == g->owner) {
         g->local_spawned++;
     } else {
-        atomic_fetch_add_explicit(&g->remote_spawned, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&g->remote_spawned, 1, memory_order_relaxed);
     }
 }
 
@@ -228,8 +226,7 @@ pending(fj_group_t *g, uint32_t *word)
     uint64_t rs =
         atomic_load_explicit(&g->remote_spawned, memory_order_acquire);
     *word = d;
-    return (uint32_t)((g->local_spawned + rs - g->local_done) * 2u) -
-           (d & ~1u);
+    return (uint32_t)((g->local_spawned + rs - g->local_done) * 2u) - (d & ~1u);
 }
 
 static bool
@@ -288,10 +285,9 @@ weft_group_wait(weft_group_t *gp)
             weft__cpu_relax();
             continue;
         }
-        if (!(word & 1u) &&
-            !atomic_compare_exchange_weak_explicit(
-                &g->remote_done, &word, word | 1u, memory_order_acq_rel,
-                memory_order_acquire)) {
+        if (!(word & 1u) && !atomic_compare_exchange_weak_explicit(
+                                &g->remote_done, &word, word | 1u,
+                                memory_order_acq_rel, memory_order_acquire)) {
             continue;
         }
         if (pending(g, &word) == 0) {

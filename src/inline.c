@@ -53,8 +53,8 @@ inline_is_own_thread(const weft_executor_t *ex)
 }
 
 static const weft__executor_ops_t inline_ops = {
-    inline_submit, inline_shutdown, inline_destroy, inline_workers,
-    inline_is_own_thread,
+    inline_submit,  inline_shutdown,      inline_destroy,
+    inline_workers, inline_is_own_thread,
 };
 
 int

@@ -109,7 +109,10 @@ typedef struct weft__cancel {
     _Atomic(_Atomic uint32_t *) parked_on;
 } weft__cancel_t;
 
-#define WEFT__CANCEL_INIT {0, NULL}
+#define WEFT__CANCEL_INIT                                                      \
+    {                                                                          \
+        0, NULL                                                                \
+    }
 
 /* Make tok the calling thread's current token (NULL: none); returns the
  * previous one, to be restored with another weft__cancel_enter. */

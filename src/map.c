@@ -41,7 +41,7 @@ weft_executor_map(weft_executor_t *ex, weft_task_fn fn, weft_map_input_fn next,
         return WEFT_ENOMEM;
     }
     weft_task_opts_t defaults = WEFT_TASK_OPTS_INIT;
-    *m = (weft_map_t){ex,  fn,     next, ctx, opts ? *opts : defaults,
+    *m = (weft_map_t){ex,      fn,     next, ctx, opts ? *opts : defaults,
                       m->ring, window, 0,    0,   false,
                       NULL};
     *out = m;

@@ -179,8 +179,8 @@ weft_parallel_reduce(weft_executor_t *ex, size_t lo, size_t hi, size_t grain,
                      void *result, size_t acc_size, weft_reduce_fn body,
                      weft_merge_fn merge, void *ctx)
 {
-    if (!weft__is_pool(ex) || body == NULL || merge == NULL ||
-        result == NULL || acc_size == 0 || acc_size > ACC_MAX || lo > hi) {
+    if (!weft__is_pool(ex) || body == NULL || merge == NULL || result == NULL ||
+        acc_size == 0 || acc_size > ACC_MAX || lo > hi) {
         return WEFT_EINVAL;
     }
     if (lo == hi) {

@@ -86,8 +86,9 @@ weft__park(_Atomic uint32_t *addr, uint32_t expected, weft_time_t deadline)
     atomic_store_explicit(&tok->parked_on, addr, memory_order_seq_cst);
     int rc = WEFT_ECANCELED;
     if (atomic_load_explicit(&tok->cancelled, memory_order_seq_cst) == 0) {
-        rc = inject_spurious() ? WEFT_OK
-                               : weft__plat_futex_wait(addr, expected, deadline);
+        rc = inject_spurious()
+                 ? WEFT_OK
+                 : weft__plat_futex_wait(addr, expected, deadline);
         if (atomic_load_explicit(&tok->cancelled, memory_order_acquire)) {
             rc = WEFT_ECANCELED;
         }

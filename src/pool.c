@@ -98,8 +98,7 @@ weft__pool_push_local(weft__worker_t *w, weft__frame_t *f)
     weft__pool_t *p = w->pool;
     /* Relaxed: a missed wake here strands nothing, the owner runs its own
      * deque, and it wakes a sleeper before it blocks (park hook). */
-    if (atomic_load_explicit(&p->idle_ec.waiters, memory_order_relaxed) !=
-            0 &&
+    if (atomic_load_explicit(&p->idle_ec.waiters, memory_order_relaxed) != 0 &&
         atomic_load_explicit(&p->nsearching, memory_order_relaxed) == 0) {
         weft__ecount_notify(&p->idle_ec, 1);
     }
@@ -204,10 +203,10 @@ take_injected(weft__worker_t *w, weft_queue_t *q)
     }
     for (size_t i = 1; i < got; i++) {
         weft__frame_t *f = weft__frame_get(w);
-        if (f == NULL || (atomic_store_explicit(&f->iso, 0,
-                                                memory_order_relaxed),
-                          f->kind = FRAME_JOB, f->u.job = jobs[i],
-                          !weft__deque_push(&w->dq, f))) {
+        if (f == NULL ||
+            (atomic_store_explicit(&f->iso, 0, memory_order_relaxed),
+             f->kind = FRAME_JOB, f->u.job = jobs[i],
+             !weft__deque_push(&w->dq, f))) {
             /* No memory to queue it: run it here, in order. */
             if (f != NULL) {
                 weft__frame_put(w, f);
@@ -258,8 +257,8 @@ static bool
 find_work(weft__worker_t *w)
 {
     weft__pool_t *p = w->pool;
-    weft_time_t due = atomic_load_explicit(&p->timers.next_due,
-                                           memory_order_relaxed);
+    weft_time_t due =
+        atomic_load_explicit(&p->timers.next_due, memory_order_relaxed);
     if (WEFT__UNLIKELY(due != WEFT_FOREVER) && weft_now() >= due) {
         (void)weft__timers_fire(p);
     }
@@ -293,9 +292,8 @@ work_visible(weft__pool_t *p)
 static void
 stop_searching(weft__pool_t *p, bool found)
 {
-    uint32_t left = atomic_fetch_sub_explicit(&p->nsearching, 1,
-                                              memory_order_seq_cst) -
-                    1;
+    uint32_t left =
+        atomic_fetch_sub_explicit(&p->nsearching, 1, memory_order_seq_cst) - 1;
     if (found && left == 0 && work_visible(p)) {
         weft__ecount_notify(&p->idle_ec, 1);
     }
@@ -388,9 +386,8 @@ static bool
 quiescent(weft__pool_t *p)
 {
     uint64_t before = atomic_load_explicit(&p->wakes, memory_order_seq_cst);
-    bool idle =
-        atomic_load_explicit(&p->nidle, memory_order_seq_cst) == p->n &&
-        !work_visible(p) && weft__lane_quiet(p);
+    bool idle = atomic_load_explicit(&p->nidle, memory_order_seq_cst) == p->n &&
+                !work_visible(p) && weft__lane_quiet(p);
     return idle &&
            atomic_load_explicit(&p->wakes, memory_order_seq_cst) == before;
 }
@@ -521,8 +518,7 @@ pool_submit(weft_executor_t *ex, const weft__job_t *job,
             const weft_task_opts_t *o, weft_submit_policy_t policy)
 {
     weft__pool_t *p = as_pool(ex);
-    if (WEFT__UNLIKELY(atomic_load_explicit(&p->state,
-                                            memory_order_relaxed) !=
+    if (WEFT__UNLIKELY(atomic_load_explicit(&p->state, memory_order_relaxed) !=
                        POOL_RUNNING)) {
         return WEFT_ESHUTDOWN;
     }
@@ -552,8 +548,7 @@ pool_submit(weft_executor_t *ex, const weft__job_t *job,
 }
 
 const weft__executor_ops_t weft__pool_ops = {
-    pool_submit, pool_shutdown, pool_destroy, pool_workers,
-    pool_is_own_thread,
+    pool_submit, pool_shutdown, pool_destroy, pool_workers, pool_is_own_thread,
 };
 
 /* ----------------------------------------------------------------- create */
@@ -622,8 +617,8 @@ init_pool(weft__pool_t *p, const weft_pool_opts_t *o)
         }
         p->ndeques = i + 1;
     }
-    size_t cap = o->queue_capacity != 0 ? o->queue_capacity
-                                        : (size_t)4096 * p->n;
+    size_t cap =
+        o->queue_capacity != 0 ? o->queue_capacity : (size_t)4096 * p->n;
     int rc = make_queue(cap, "pool-injector", &p->inj);
     if (rc == WEFT_OK) {
         rc = make_queue(cap, "pool-injector-hi", &p->inj_hi);
@@ -667,6 +662,7 @@ weft_pool_create(const weft_pool_opts_t *opts, weft_executor_t **out)
 unsigned
 weft_pool_workers(const weft_executor_t *ex)
 {
-    return ex != NULL && ex->ops == &weft__pool_ops ? as_pool((weft_executor_t *)ex)->n
-                                              : 0;
+    return ex != NULL && ex->ops == &weft__pool_ops
+               ? as_pool((weft_executor_t *)ex)->n
+               : 0;
 }

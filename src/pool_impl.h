@@ -53,12 +53,12 @@ typedef struct weft__worker {
 
 /* Blocking lane (pool_lane.c). */
 typedef struct weft__lane {
-    weft_queue_t *q; /* of weft__job_t */
+    weft_queue_t *q;   /* of weft__job_t */
     weft_mutex_t lock; /* guards the thread table */
     weft_thread_t **threads;
     bool *exited;
     unsigned max, nthreads, seq;
-    _Atomic uint32_t idle;  /* threads waiting for work */
+    _Atomic uint32_t idle;    /* threads waiting for work */
     _Atomic uint64_t pending; /* submitted and not finished */
     weft_time_t idle_timeout;
 } weft__lane_t;
@@ -66,7 +66,7 @@ typedef struct weft__lane {
 /* Timers (pool_timer.c): a binary heap ordered by due time. */
 typedef struct weft__timer {
     weft_time_t due;
-    weft_future_t *fut; /* the task (a reference) */
+    weft_future_t *fut;              /* the task (a reference) */
     struct weft__periodic *periodic; /* call_every, or NULL */
 } weft__timer_t;
 

@@ -35,8 +35,8 @@ lane_main(void *arg)
     for (;;) {
         weft__job_t job;
         atomic_fetch_add_explicit(&l->idle, 1, memory_order_seq_cst);
-        int rc = weft_queue_get_until(l->q, &job,
-                                      weft_deadline_in(l->idle_timeout));
+        int rc =
+            weft_queue_get_until(l->q, &job, weft_deadline_in(l->idle_timeout));
         atomic_fetch_sub_explicit(&l->idle, 1, memory_order_seq_cst);
         if (rc == WEFT_OK) {
             if (atomic_load_explicit(&p->cancelling, memory_order_relaxed)) {
@@ -48,8 +48,7 @@ lane_main(void *arg)
                                           memory_order_seq_cst) == 1 &&
                 atomic_load_explicit(&p->state, memory_order_seq_cst) !=
                     POOL_RUNNING) {
-                atomic_fetch_add_explicit(&p->quiesce, 1,
-                                          memory_order_seq_cst);
+                atomic_fetch_add_explicit(&p->quiesce, 1, memory_order_seq_cst);
                 weft__unpark(&p->quiesce, INT32_MAX);
             }
             continue;

@@ -71,8 +71,7 @@ timer_add(weft__pool_t *p, weft_time_t due, weft_future_t *fut,
 {
     weft__timers_t *t = &p->timers;
     weft__mutex_lock_nocancel(&t->lock);
-    if (atomic_load_explicit(&p->state, memory_order_acquire) !=
-        POOL_RUNNING) {
+    if (atomic_load_explicit(&p->state, memory_order_acquire) != POOL_RUNNING) {
         weft_mutex_unlock(&t->lock);
         return WEFT_ESHUTDOWN;
     }
@@ -192,10 +191,10 @@ dispatch(weft__pool_t *p, weft__timer_t *tm)
     }
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.blocking = (tm->fut->flags & WEFT__TASK_BLOCKING) != 0;
-    int rc = o.blocking ? weft__lane_submit(p, &job, WEFT_SUBMIT_REJECT,
-                                            WEFT_FOREVER)
-                        : weft__pool_inject(p, &job, false,
-                                            WEFT_SUBMIT_REJECT, WEFT_FOREVER);
+    int rc = o.blocking
+                 ? weft__lane_submit(p, &job, WEFT_SUBMIT_REJECT, WEFT_FOREVER)
+                 : weft__pool_inject(p, &job, false, WEFT_SUBMIT_REJECT,
+                                     WEFT_FOREVER);
     if (rc == WEFT_EAGAIN) {
         weft__job_run(&job); /* queue full: run it here, late but run */
     } else if (rc != WEFT_OK) {
@@ -320,7 +319,11 @@ weft_pool_call_every(weft_executor_t *ex, weft_time_t period, weft_task_fn fn,
         return WEFT_ENOMEM;
     }
     weft_task_opts_t defaults = WEFT_TASK_OPTS_INIT;
-    *per = (weft__periodic_t){outer, fn, arg, period, (weft__pool_t *)ex,
+    *per = (weft__periodic_t){outer,
+                              fn,
+                              arg,
+                              period,
+                              (weft__pool_t *)ex,
                               opts != NULL ? *opts : defaults};
     rc = periodic_arm(per); /* on failure per is gone, outer finished */
     if (rc != WEFT_OK) {

@@ -129,8 +129,7 @@ WEFT_API WEFT_NODISCARD int weft_inline_executor_create(weft_executor_t **out);
  * returns. Outside a task, it logs the message at WARN level. A code >= 0
  * is turned into WEFT_EINVAL.
  */
-WEFT_API void *weft_task_fail(int code, const char *fmt, ...)
-    WEFT_PRINTF(2, 3);
+WEFT_API void *weft_task_fail(int code, const char *fmt, ...) WEFT_PRINTF(2, 3);
 
 /*
  * weft_cancelled: true when the task the calling thread is running was

@@ -42,7 +42,10 @@ typedef struct weft_pool_opts {
     weft_time_t blocking_idle;
 } weft_pool_opts_t;
 
-#define WEFT_POOL_OPTS_INIT {NULL, 0, 0, WEFT_SUBMIT_DEFAULT, 0, 0, 0}
+#define WEFT_POOL_OPTS_INIT                                                    \
+    {                                                                          \
+        NULL, 0, 0, WEFT_SUBMIT_DEFAULT, 0, 0, 0                               \
+    }
 
 /*
  * weft_pool_create: start a pool (opts NULL: defaults). Returns WEFT_OK with
@@ -74,10 +77,11 @@ WEFT_API weft_executor_t *weft_pool_current(void);
  * are used. No thread polls: the pool's idle workers sleep until the
  * earliest timer.
  */
-WEFT_API WEFT_NODISCARD int
-weft_pool_call_later(weft_executor_t *ex, weft_time_t delay, weft_task_fn fn,
-                     void *arg, const weft_task_opts_t *opts,
-                     weft_future_t **out);
+WEFT_API WEFT_NODISCARD int weft_pool_call_later(weft_executor_t *ex,
+                                                 weft_time_t delay,
+                                                 weft_task_fn fn, void *arg,
+                                                 const weft_task_opts_t *opts,
+                                                 weft_future_t **out);
 
 /*
  * weft_pool_call_every: run fn(arg) every period ns (first run one period
@@ -86,10 +90,11 @@ weft_pool_call_later(weft_executor_t *ex, weft_time_t delay, weft_task_fn fn,
  * (a failing run stops the series). Runs never overlap: a run that takes
  * longer than the period delays the next. WEFT_EINVAL for period <= 0.
  */
-WEFT_API WEFT_NODISCARD int
-weft_pool_call_every(weft_executor_t *ex, weft_time_t period, weft_task_fn fn,
-                     void *arg, const weft_task_opts_t *opts,
-                     weft_future_t **out);
+WEFT_API WEFT_NODISCARD int weft_pool_call_every(weft_executor_t *ex,
+                                                 weft_time_t period,
+                                                 weft_task_fn fn, void *arg,
+                                                 const weft_task_opts_t *opts,
+                                                 weft_future_t **out);
 
 /* ------------------------------------------------------------------------ */
 /* Fork-join                                                                 */
@@ -142,8 +147,8 @@ WEFT_API WEFT_NODISCARD int weft_group_wait(weft_group_t *g);
  * Returns WEFT_OK, WEFT_EINVAL, WEFT_ESHUTDOWN, WEFT_ENOMEM, or the code
  * fn failed with.
  */
-WEFT_API WEFT_NODISCARD int weft_pool_run(weft_executor_t *ex,
-                                          weft_spawn_fn fn, void *arg);
+WEFT_API WEFT_NODISCARD int weft_pool_run(weft_executor_t *ex, weft_spawn_fn fn,
+                                          void *arg);
 
 /* Body of parallel_for: process indices [lo, hi). */
 typedef void (*weft_range_fn)(size_t lo, size_t hi, void *ctx);

@@ -33,11 +33,9 @@ WEFT_API WEFT_NODISCARD int weft_scope_create(weft_time_t deadline,
  * weft_scope_submit: weft_executor_submit(ex, fn, arg, opts with scope = s,
  * out). Also WEFT_ECANCELED when s is already cancelled (fn never runs).
  */
-WEFT_API WEFT_NODISCARD int weft_scope_submit(weft_scope_t *s,
-                                              weft_executor_t *ex,
-                                              weft_task_fn fn, void *arg,
-                                              const weft_task_opts_t *opts,
-                                              weft_future_t **out);
+WEFT_API WEFT_NODISCARD int
+weft_scope_submit(weft_scope_t *s, weft_executor_t *ex, weft_task_fn fn,
+                  void *arg, const weft_task_opts_t *opts, weft_future_t **out);
 
 /*
  * weft_scope_wait: wait until every task of s has finished. Returns WEFT_OK
