@@ -96,35 +96,6 @@
 
 #include "deque.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define DQ_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define DQ_TSAN 1
-#endif
-#endif
-#ifndef DQ_TSAN
-#define DQ_TSAN 0
-#endif
-
-/* Order of an access next to one of the seq_cst fences: as written in
- * normal builds, seq_cst where the fence is left out (TSan). */
-#define NEAR_FENCE(mo) (DQ_TSAN ? memory_order_seq_cst : (mo))
-
-static inline void
-dekker_fence(void)
-{
-#if !DQ_TSAN
-    atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
-
-struct weft__deque_buf {
-    int64_t mask;                    /* capacity - 1; immutable */
-    weft__deque_buf_t *retired_next; /* owner only, once retired */
-    _Atomic(void *) cells[];
-};
-
 #define DEFAULT_CAPACITY 256
 
 /* Process-global by contract (tests make it tiny); a setting, read relaxed:
@@ -139,12 +110,6 @@ weft__deque_set_initial_capacity(size_t cap)
                 "two in [2, 2^30]",
                 cap);
     atomic_store_explicit(&initial_capacity, cap, memory_order_relaxed);
-}
-
-static inline _Atomic(void *) *
-cell(weft__deque_buf_t *a, int64_t i)
-{
-    return &a->cells[(size_t)(i & a->mask)];
 }
 
 static weft__deque_buf_t *
@@ -208,8 +173,9 @@ weft__deque_fini(weft__deque_t *dq)
  * published before push stores into it (B1). The old buffer is retired, not
  * freed (I4). NULL when memory runs out; the deque is then unchanged.
  */
-WEFT__COLD static weft__deque_buf_t *
-grow(weft__deque_t *dq, weft__deque_buf_t *old, int64_t t, int64_t b)
+weft__deque_buf_t *
+weft__deque_grow(weft__deque_t *dq, weft__deque_buf_t *old, int64_t t,
+                 int64_t b)
 {
     size_t cap = (size_t)old->mask + 1;
     if (cap > SIZE_MAX / 2) {
@@ -223,8 +189,8 @@ grow(weft__deque_t *dq, weft__deque_buf_t *old, int64_t t, int64_t b)
         /* Relaxed both: the owner reads its own stores; thieves see the
          * copies through the release store of buf below. */
         atomic_store_explicit(
-            cell(a, i),
-            atomic_load_explicit(cell(old, i), memory_order_relaxed),
+            weft__dq_cell(a, i),
+            atomic_load_explicit(weft__dq_cell(old, i), memory_order_relaxed),
             memory_order_relaxed);
     }
     old->retired_next = dq->retired;
@@ -235,76 +201,6 @@ grow(weft__deque_t *dq, weft__deque_buf_t *old, int64_t t, int64_t b)
     return a;
 }
 
-bool
-weft__deque_push(weft__deque_t *dq, void *x)
-{
-    WEFT_ASSERT(x != NULL, "weft__deque_push: NULL element");
-    /* Relaxed: only the owner writes bottom and buf. */
-    int64_t b = atomic_load_explicit(&dq->bottom, memory_order_relaxed);
-    weft__deque_buf_t *a = atomic_load_explicit(&dq->buf, memory_order_relaxed);
-    /* Acquire: pairs with the seq_cst CAS that advanced top past b - cap,
-     * so the thief's read of that index's cell happens before the store
-     * below overwrites it. */
-    int64_t t = atomic_load_explicit(&dq->top, memory_order_acquire);
-    if (WEFT__UNLIKELY(b - t > a->mask)) {
-        a = grow(dq, a, t, b);
-        if (a == NULL) {
-            return false;
-        }
-    }
-    /* Relaxed: published by the release store of bottom that follows. */
-    atomic_store_explicit(cell(a, b), x, memory_order_relaxed);
-    /* Release: pairs with the acquire load of bottom in steal; makes the
-     * cell (and, after a grow, the new buf) visible with the index. */
-    atomic_store_explicit(&dq->bottom, b + 1, memory_order_release);
-    return true;
-}
-
-void *
-weft__deque_pop(weft__deque_t *dq)
-{
-    /* Relaxed: only the owner writes bottom and buf. */
-    int64_t b = atomic_load_explicit(&dq->bottom, memory_order_relaxed) - 1;
-    /* Empty fast path, without the fence: top only grows, so an old value
-     * t > b already proves the deque empty (pairs with nothing; no element
-     * is read). */
-    if (atomic_load_explicit(&dq->top, memory_order_relaxed) > b) {
-        return NULL;
-    }
-    weft__deque_buf_t *a = atomic_load_explicit(&dq->buf, memory_order_relaxed);
-    /* Release (see DESIGN); claims index b before top is read. */
-    atomic_store_explicit(&dq->bottom, b, NEAR_FENCE(memory_order_release));
-    /* Pairs with the seq_cst fence in steal (Dekker on bottom/top). */
-    dekker_fence();
-    /* Relaxed: ordered after the store above by the fence. */
-    int64_t t =
-        atomic_load_explicit(&dq->top, NEAR_FENCE(memory_order_relaxed));
-    if (t > b) {
-        /* Thieves took everything meanwhile. Release: see DESIGN. */
-        atomic_store_explicit(&dq->bottom, b + 1, memory_order_release);
-        return NULL;
-    }
-    /* Relaxed: the owner's own store. */
-    void *x = atomic_load_explicit(cell(a, b), memory_order_relaxed);
-    WEFT_ASSERT(x != NULL,
-                "weft__deque_pop: deque %p: no element at index %lld",
-                (void *)dq, (long long)b);
-    if (t == b) {
-        /* The last element: race the thieves for it (B2). seq_cst pairs
-         * with the thieves' CAS on top; the failure load is unused. */
-        if (!atomic_compare_exchange_strong_explicit(&dq->top, &t, t + 1,
-                                                     memory_order_seq_cst,
-                                                     memory_order_relaxed)) {
-            x = NULL; /* a thief has it */
-        }
-        /* Either way top == b + 1 now. Release: see DESIGN. */
-        atomic_store_explicit(&dq->bottom, b + 1, memory_order_release);
-    }
-    return x;
-}
-
-/* A stale candidate or a real refusal? Re-read top: changed means a steal
- * with this candidate would have lost anyway. */
 static weft__steal_t
 refused(weft__deque_t *dq, int64_t t)
 {
@@ -321,13 +217,13 @@ weft__deque_steal(weft__deque_t *dq, void **out,
     /* Acquire: pairs with the seq_cst CAS that set this top (the paper's
      * ordering). */
     int64_t t =
-        atomic_load_explicit(&dq->top, NEAR_FENCE(memory_order_acquire));
+        atomic_load_explicit(&dq->top, WEFT__DQ_NEAR(memory_order_acquire));
     /* Pairs with the seq_cst fence in pop (Dekker on bottom/top). */
-    dekker_fence();
+    weft__dq_dekker_fence();
     /* Acquire: pairs with the release stores of bottom in push and pop, so
      * the cells of indices below b are visible. */
     int64_t b =
-        atomic_load_explicit(&dq->bottom, NEAR_FENCE(memory_order_acquire));
+        atomic_load_explicit(&dq->bottom, WEFT__DQ_NEAR(memory_order_acquire));
     if (t >= b) {
         return WEFT__STEAL_EMPTY;
     }
@@ -340,9 +236,9 @@ weft__deque_steal(weft__deque_t *dq, void **out,
      * the two loads only). */
     void *x;
     if (filter == NULL) {
-        x = atomic_load_explicit(cell(a, t), memory_order_relaxed);
+        x = atomic_load_explicit(weft__dq_cell(a, t), memory_order_relaxed);
     } else {
-        x = atomic_load_explicit(cell(a, t), memory_order_acquire);
+        x = atomic_load_explicit(weft__dq_cell(a, t), memory_order_acquire);
     }
     /* NULL means a stale snapshot (I5): the CAS below then fails. The
      * filter is never shown NULL. */

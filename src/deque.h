@@ -13,6 +13,12 @@
 
 typedef struct weft__deque_buf weft__deque_buf_t;
 
+struct weft__deque_buf {
+    int64_t mask;                    /* capacity - 1; immutable */
+    weft__deque_buf_t *retired_next; /* owner only, once retired */
+    _Atomic(void *) cells[];
+};
+
 /* top is written by thieves, the rest by the owner only: two cache lines.
  * Heap-allocated deques need weft__malloc_aligned. */
 typedef struct weft__deque {
@@ -45,17 +51,122 @@ int weft__deque_init(weft__deque_t *dq);
  * fini, or fini of a zero-filled deque, is asserted. */
 void weft__deque_fini(weft__deque_t *dq);
 
+/* Internal: push's slow path, growing the buffer. The new buffer, or NULL
+ * when memory runs out. */
+weft__deque_buf_t *weft__deque_grow(weft__deque_t *dq, weft__deque_buf_t *old,
+                                    int64_t t, int64_t b);
+
+/* TSan does not model fences: under it the fences become seq_cst accesses
+ * (see deque.c's DESIGN). Push and pop are inline: they are the fork-join
+ * fast path. */
+#if defined(__SANITIZE_THREAD__)
+#define WEFT__DQ_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT__DQ_TSAN 1
+#endif
+#endif
+#ifndef WEFT__DQ_TSAN
+#define WEFT__DQ_TSAN 0
+#endif
+
+/* Order of an access next to one of the seq_cst fences: as written in
+ * normal builds, seq_cst where the fence is left out (TSan). */
+#define WEFT__DQ_NEAR(mo) (WEFT__DQ_TSAN ? memory_order_seq_cst : (mo))
+
+static inline void
+weft__dq_dekker_fence(void)
+{
+#if !WEFT__DQ_TSAN
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+static inline _Atomic(void *) *
+weft__dq_cell(weft__deque_buf_t *a, int64_t i)
+{
+    return &a->cells[(size_t)(i & a->mask)];
+}
+
 /* weft__deque_push: owner only; x must not be NULL (asserted). false when
  * growing needed memory that could not be had (the element is not pushed).
  * Wait-free and without atomic read-modify-write; growing copies the
  * elements into a buffer twice as large. */
-bool weft__deque_push(weft__deque_t *dq, void *x);
 
 /* weft__deque_pop: owner only. The newest element, or NULL when empty.
  * Wait-free: one seq_cst fence (none when the deque is seen empty), and a
  * CAS only when racing thieves for the last element. */
-void *weft__deque_pop(weft__deque_t *dq);
 
+static inline bool
+weft__deque_push(weft__deque_t *dq, void *x)
+{
+    WEFT_ASSERT(x != NULL, "weft__deque_push: NULL element");
+    /* Relaxed: only the owner writes bottom and buf. */
+    int64_t b = atomic_load_explicit(&dq->bottom, memory_order_relaxed);
+    weft__deque_buf_t *a = atomic_load_explicit(&dq->buf, memory_order_relaxed);
+    /* Acquire: pairs with the seq_cst CAS that advanced top past b - cap,
+     * so the thief's read of that index's cell happens before the store
+     * below overwrites it. */
+    int64_t t = atomic_load_explicit(&dq->top, memory_order_acquire);
+    if (WEFT__UNLIKELY(b - t > a->mask)) {
+        a = weft__deque_grow(dq, a, t, b);
+        if (a == NULL) {
+            return false;
+        }
+    }
+    /* Relaxed: published by the release store of bottom that follows. */
+    atomic_store_explicit(weft__dq_cell(a, b), x, memory_order_relaxed);
+    /* Release: pairs with the acquire load of bottom in steal; makes the
+     * cell (and, after a grow, the new buf) visible with the index. */
+    atomic_store_explicit(&dq->bottom, b + 1, memory_order_release);
+    return true;
+}
+
+static inline void *
+weft__deque_pop(weft__deque_t *dq)
+{
+    /* Relaxed: only the owner writes bottom and buf. */
+    int64_t b = atomic_load_explicit(&dq->bottom, memory_order_relaxed) - 1;
+    /* Empty fast path, without the fence: top only grows, so an old value
+     * t > b already proves the deque empty (pairs with nothing; no element
+     * is read). */
+    if (atomic_load_explicit(&dq->top, memory_order_relaxed) > b) {
+        return NULL;
+    }
+    weft__deque_buf_t *a = atomic_load_explicit(&dq->buf, memory_order_relaxed);
+    /* Release (see DESIGN); claims index b before top is read. */
+    atomic_store_explicit(&dq->bottom, b, WEFT__DQ_NEAR(memory_order_release));
+    /* Pairs with the seq_cst fence in steal (Dekker on bottom/top). */
+    weft__dq_dekker_fence();
+    /* Relaxed: ordered after the store above by the fence. */
+    int64_t t =
+        atomic_load_explicit(&dq->top, WEFT__DQ_NEAR(memory_order_relaxed));
+    if (t > b) {
+        /* Thieves took everything meanwhile. Release: see DESIGN. */
+        atomic_store_explicit(&dq->bottom, b + 1, memory_order_release);
+        return NULL;
+    }
+    /* Relaxed: the owner's own store. */
+    void *x = atomic_load_explicit(weft__dq_cell(a, b), memory_order_relaxed);
+    WEFT_ASSERT(x != NULL,
+                "weft__deque_pop: deque %p: no element at index %lld",
+                (void *)dq, (long long)b);
+    if (t == b) {
+        /* The last element: race the thieves for it (B2). seq_cst pairs
+         * with the thieves' CAS on top; the failure load is unused. */
+        if (!atomic_compare_exchange_strong_explicit(&dq->top, &t, t + 1,
+                                                     memory_order_seq_cst,
+                                                     memory_order_relaxed)) {
+            x = NULL; /* a thief has it */
+        }
+        /* Either way top == b + 1 now. Release: see DESIGN. */
+        atomic_store_explicit(&dq->bottom, b + 1, memory_order_release);
+    }
+    return x;
+}
+
+/* A stale candidate or a real refusal? Re-read top: changed means a steal
+ * with this candidate would have lost anyway. */
 /*
  * weft__deque_steal: any thread but the owner. The oldest element into
  * *out (untouched unless WEFT__STEAL_OK). filter (may be NULL) is shown the

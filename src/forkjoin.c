@@ -24,6 +24,8 @@
  */
 #include <string.h>
 
+#include <weft/thread.h>
+
 #include "mutex_impl.h"
 #include "pool_impl.h"
 
@@ -42,6 +44,9 @@ _Static_assert(sizeof(fj_group_t) <= sizeof(weft_group_t),
                "weft_group_t too small");
 _Static_assert(_Alignof(fj_group_t) <= _Alignof(weft_group_t),
                "weft_group_t under-aligned");
+
+/* How long a group waiter stays active before it sleeps. */
+#define GROUP_SPIN_NS (50 * WEFT_USEC)
 
 static _Atomic uint32_t next_iso = 1;
 
@@ -271,7 +276,11 @@ weft_group_wait(weft_group_t *gp)
     if (w != NULL && w->pool != g->pool) {
         w = NULL;
     }
-    int spins = 0;
+    /* Stay active a while (helping, or watching the count) before
+     * sleeping: a stolen child usually finishes within microseconds, and a
+     * futex round trip costs more than that. */
+    unsigned spins = 0;
+    weft_time_t spin_until = 0;
     for (;;) {
         uint32_t word;
         if (pending(g, &word) == 0) {
@@ -279,15 +288,25 @@ weft_group_wait(weft_group_t *gp)
         }
         if (w != NULL && help(w, g)) {
             spins = 0;
+            spin_until = 0;
             continue;
         }
-        if (spins++ < 64) {
+        if (++spins % 64 != 0) {
             weft__cpu_relax();
             continue;
         }
-        if (!(word & 1u) && !atomic_compare_exchange_weak_explicit(
-                                &g->remote_done, &word, word | 1u,
-                                memory_order_acq_rel, memory_order_acquire)) {
+        weft_time_t now = weft_now();
+        if (spin_until == 0) {
+            spin_until = now + GROUP_SPIN_NS;
+        }
+        if (now < spin_until) {
+            weft_thread_yield();
+            continue;
+        }
+        if (!(word & 1u) &&
+            !atomic_compare_exchange_weak_explicit(
+                &g->remote_done, &word, word | 1u, memory_order_acq_rel,
+                memory_order_acquire)) {
             continue;
         }
         if (pending(g, &word) == 0) {
@@ -297,6 +316,7 @@ weft_group_wait(weft_group_t *gp)
         (void)weft__park_nocancel(&g->remote_done, word | 1u, WEFT_FOREVER);
         atomic_fetch_and_explicit(&g->remote_done, ~1u, memory_order_relaxed);
         spins = 0;
+        spin_until = 0;
     }
     int err = atomic_load_explicit(&g->first_err, memory_order_relaxed);
     if (err == WEFT_OK &&

@@ -40,7 +40,6 @@
 
 #define BATCH_MAX 32
 #define SPIN_ROUNDS 48
-#define FREE_MAX 4096
 
 _Thread_local weft__worker_t *weft__self_worker;
 #define self_worker weft__self_worker
@@ -53,30 +52,6 @@ as_pool(weft_executor_t *ex)
 
 /* ------------------------------------------------------------------ frames */
 
-weft__frame_t *
-weft__frame_get(weft__worker_t *w)
-{
-    weft__frame_t *f = w->free;
-    if (WEFT__LIKELY(f != NULL)) {
-        w->free = f->next;
-        w->nfree--;
-        return f;
-    }
-    return weft__malloc(sizeof(*f));
-}
-
-void
-weft__frame_put(weft__worker_t *w, weft__frame_t *f)
-{
-    if (WEFT__UNLIKELY(w->nfree >= FREE_MAX)) {
-        weft__free(f);
-        return;
-    }
-    f->next = w->free;
-    w->free = f;
-    w->nfree++;
-}
-
 /* --------------------------------------------------------------- wake-ups */
 
 void
@@ -87,22 +62,6 @@ weft__pool_wake_one(weft__pool_t *p)
     if (atomic_load_explicit(&p->nsearching, memory_order_seq_cst) == 0) {
         weft__ecount_notify(&p->idle_ec, 1);
     }
-}
-
-bool
-weft__pool_push_local(weft__worker_t *w, weft__frame_t *f)
-{
-    if (WEFT__UNLIKELY(!weft__deque_push(&w->dq, f))) {
-        return false;
-    }
-    weft__pool_t *p = w->pool;
-    /* Relaxed: a missed wake here strands nothing, the owner runs its own
-     * deque, and it wakes a sleeper before it blocks (park hook). */
-    if (atomic_load_explicit(&p->idle_ec.waiters, memory_order_relaxed) != 0 &&
-        atomic_load_explicit(&p->nsearching, memory_order_relaxed) == 0) {
-        weft__ecount_notify(&p->idle_ec, 1);
-    }
-    return true;
 }
 
 /* Called from weft__park on pool workers: do not sleep on queued work. */

@@ -119,15 +119,53 @@ weft__thread_key(void)
 }
 
 /* Frames (owner's free list). NULL when memory runs out. */
-weft__frame_t *weft__frame_get(weft__worker_t *w);
-void weft__frame_put(weft__worker_t *w, weft__frame_t *f);
+#define WEFT__FRAME_FREE_MAX 4096
+
+static inline weft__frame_t *
+weft__frame_get(weft__worker_t *w)
+{
+    weft__frame_t *f = w->free;
+    if (WEFT__LIKELY(f != NULL)) {
+        w->free = f->next;
+        w->nfree--;
+        return f;
+    }
+    return weft__malloc(sizeof(*f));
+}
+
+static inline void
+weft__frame_put(weft__worker_t *w, weft__frame_t *f)
+{
+    if (WEFT__UNLIKELY(w->nfree >= WEFT__FRAME_FREE_MAX)) {
+        weft__free(f);
+        return;
+    }
+    f->next = w->free;
+    w->free = f;
+    w->nfree++;
+}
 
 /* Run one frame taken from a deque on worker w. */
 void weft__frame_run(weft__worker_t *w, weft__frame_t *f);
 
 /* Push a frame on w's deque and wake an idle worker if none is searching.
  * False when the deque could not grow (the frame is not queued). */
-bool weft__pool_push_local(weft__worker_t *w, weft__frame_t *f);
+static inline bool
+weft__pool_push_local(weft__worker_t *w, weft__frame_t *f)
+{
+    if (WEFT__UNLIKELY(!weft__deque_push(&w->dq, f))) {
+        return false;
+    }
+    struct weft__pool *p = w->pool;
+    /* Relaxed: a missed wake here strands nothing: the owner runs its own
+     * deque, and it wakes a sleeper before it blocks (park hook). */
+    if (atomic_load_explicit(&p->idle_ec.waiters, memory_order_relaxed) !=
+            0 &&
+        atomic_load_explicit(&p->nsearching, memory_order_relaxed) == 0) {
+        weft__ecount_notify(&p->idle_ec, 1);
+    }
+    return true;
+}
 
 /* Wake one idle worker unless one is already searching (strict: no lost
  * wake-up; pairs with the seq_cst fence in the idle path). */
