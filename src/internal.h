@@ -63,6 +63,34 @@ char *weft__strndup(const char *s, size_t max);
 /* The calling thread's weft id (small, unique, never 0), cached in TLS. */
 uint32_t weft__self_id(void);
 
+/* Whether this is a ThreadSanitizer build (TSan does not model fences). */
+#if defined(__SANITIZE_THREAD__)
+#define WEFT__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT__TSAN 1
+#endif
+#endif
+#ifndef WEFT__TSAN
+#define WEFT__TSAN 0
+#endif
+
+/*
+ * A full (seq_cst) fence. Under TSan, which rejects fences, a seq_cst
+ * read-modify-write of a private word stands in: on x86 it is the same
+ * locked instruction, so the Dekker handshakes that need it still hold.
+ */
+static inline void
+weft__fence_seq_cst(void)
+{
+#if WEFT__TSAN
+    static _Atomic uint32_t fence_word;
+    atomic_fetch_add_explicit(&fence_word, 0, memory_order_seq_cst);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 /* Stop the CPU briefly inside a spin loop. */
 static inline void
 weft__cpu_relax(void)

@@ -58,7 +58,7 @@ void
 weft__pool_wake_one(weft__pool_t *p)
 {
     /* Pairs with the fence in idle_wait: see DESIGN. */
-    atomic_thread_fence(memory_order_seq_cst);
+    weft__fence_seq_cst();
     if (atomic_load_explicit(&p->nsearching, memory_order_seq_cst) == 0) {
         weft__ecount_notify(&p->idle_ec, 1);
     }
@@ -281,7 +281,7 @@ idle_wait(weft__worker_t *w)
     atomic_fetch_add_explicit(&p->nidle, 1, memory_order_seq_cst);
     stop_searching(p, false);
     /* Pairs with the fence in weft__pool_wake_one (DESIGN). */
-    atomic_thread_fence(memory_order_seq_cst);
+    weft__fence_seq_cst();
     uint32_t state = atomic_load_explicit(&p->state, memory_order_acquire);
     if (state == POOL_STOPPING || work_visible(p)) {
         weft__ecount_cancel(&p->idle_ec);
