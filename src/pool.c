@@ -472,11 +472,32 @@ weft_pool_current(void)
     return p != NULL ? &p->base : NULL;
 }
 
+/*
+ * The deadlock guard of weft_future_wait (future_impl.h's help hook): a
+ * pool thread waiting for a task that is still queued runs it itself, so
+ * tasks waiting on tasks cannot fill every worker with waiters. The queued
+ * copy then finds the future claimed and is skipped.
+ */
+static bool
+pool_help(weft_future_t *f)
+{
+    if (weft_pool_current() == NULL ||
+        weft_future_state(f) != WEFT_FUTURE_PENDING) {
+        return false;
+    }
+    weft__job_t job = {f->fn, f->arg, weft_future_retain(f)};
+    weft__job_run(&job); /* drops the reference taken above */
+    return weft_future_done(f);
+}
+
 static int
 pool_submit(weft_executor_t *ex, const weft__job_t *job,
             const weft_task_opts_t *o, weft_submit_policy_t policy)
 {
     weft__pool_t *p = as_pool(ex);
+    if (job->fut != NULL) {
+        job->fut->help = pool_help; /* published with the job */
+    }
     if (WEFT__UNLIKELY(atomic_load_explicit(&p->state, memory_order_relaxed) !=
                        POOL_RUNNING)) {
         return WEFT_ESHUTDOWN;
