@@ -137,8 +137,8 @@ weft__executor_init(weft_executor_t *ex, const weft__executor_ops_t *ops,
 
 /* A future for one task: two references (the caller's, the queue's). */
 static int
-make_task_future(weft_executor_t *ex, const weft__job_t *job,
-                 const weft_task_opts_t *o, weft_future_t **out)
+make_task_future(const weft__job_t *job, const weft_task_opts_t *o,
+                 weft_future_t **out)
 {
     weft_future_t *f = weft__future_alloc(2);
     if (f == NULL) {
@@ -147,7 +147,6 @@ make_task_future(weft_executor_t *ex, const weft__job_t *job,
     f->fn = job->fn;
     f->arg = job->arg;
     f->label = o->label;
-    f->exec = ex;
     f->start_by = o->start_deadline;
     f->dtor = o->result_dtor; /* handed to weft__future_finish */
     f->flags = (o->blocking ? WEFT__TASK_BLOCKING : 0u) |
@@ -174,7 +173,7 @@ weft_executor_submit(weft_executor_t *ex, weft_task_fn fn, void *arg,
     if (!want_future) {
         return ex->ops->submit(ex, &job, o, policy);
     }
-    int rc = make_task_future(ex, &job, o, &job.fut);
+    int rc = make_task_future(&job, o, &job.fut);
     if (rc != WEFT_OK) {
         return rc;
     }

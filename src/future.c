@@ -45,7 +45,7 @@
 
 #include "future_impl.h"
 
-_Static_assert(sizeof(struct weft_future) <= 136,
+_Static_assert(sizeof(struct weft_future) <= 128,
                "a future must stay within 136 bytes");
 
 /* The longest failure message kept, in bytes (without the terminator). */

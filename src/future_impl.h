@@ -67,8 +67,6 @@ struct weft_future {
      * returns true if f is finished on return.
      */
     bool (*help)(weft_future_t *f);
-    void *exec;               /* the executor that owns the task part */
-    struct weft_future *next; /* intrusive link for the executor's lists */
     weft_time_t start_by;     /* start deadline, WEFT_FOREVER if none */
     uint32_t flags;           /* WEFT__TASK_* */
     uint32_t pad_;

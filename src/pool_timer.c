@@ -165,7 +165,6 @@ periodic_arm(weft__periodic_t *per)
     f->fn = periodic_run;
     f->arg = per;
     f->label = per->opts.label;
-    f->exec = per->pool;
     f->flags = per->opts.blocking ? WEFT__TASK_BLOCKING : 0u;
     if (weft_future_on_done(f, periodic_dropped, per) != WEFT_OK) {
         weft_future_release(f);
@@ -282,7 +281,6 @@ weft_pool_call_later(weft_executor_t *ex, weft_time_t delay, weft_task_fn fn,
     }
     f->fn = fn;
     f->arg = arg;
-    f->exec = ex;
     if (opts != NULL) {
         f->label = opts->label;
         f->dtor = opts->result_dtor;

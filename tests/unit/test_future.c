@@ -148,8 +148,6 @@ test_alloc_layout(void **state)
     assert_null(f->arg);
     assert_null(f->label);
     assert_null(f->help);
-    assert_null(f->exec);
-    assert_null(f->next);
     assert_true(f->start_by == WEFT_FOREVER);
     assert_int_equal(f->flags, 0);
     assert_int_equal(atomic_load(&f->token.cancelled), 0);
