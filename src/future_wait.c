@@ -229,6 +229,8 @@ wm_fire(weft_future_t *f, void *ctx)
     /* Relaxed: the counter is only compared with n; each callback adds
      * exactly one. */
     size_t c = atomic_fetch_add_explicit(&w->count, 1, memory_order_relaxed);
+    /* Acquire: as in is_finished; callbacks run after the final state
+     * store, so this reads the final state. */
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     if (w->mode == WEFT_FIRST_COMPLETED ||
         (w->mode == WEFT_FIRST_EXCEPTION && failed_state(s))) {
