@@ -398,6 +398,8 @@ weft_future_cancel(weft_future_t *f)
     if (cancel_from(f, false)) {
         return true;
     }
+    /* Relaxed: only decides whether to fire the token (which orders itself,
+     * seq_cst); it reads the value our failed CAS saw, or a later one. */
     if (atomic_load_explicit(&f->state, memory_order_relaxed) ==
         WEFT_FUTURE_RUNNING) {
         weft__cancel_fire(&f->token);

@@ -185,6 +185,8 @@ try_take(weft_completion_queue_t *cq, weft_future_t **out)
     weft__mutex_lock_nocancel(&cq->lock);
     struct cq_entry *e = cq->head;
     if (e == NULL) {
+        /* Relaxed: decrements happen under the lock we hold, and by
+         * coherence every add that happened before this call is seen. */
         bool none =
             atomic_load_explicit(&cq->pending, memory_order_relaxed) == 0;
         weft_mutex_unlock(&cq->lock);

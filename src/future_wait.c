@@ -27,7 +27,8 @@
  * waiting thread, one per registered callback, and whoever drops the last
  * frees it. The nodes live in the same block. A wait that returns early
  * leaves its nodes on the futures that have not finished, until they finish
- * or die: a poll loop over long-running futures accumulates them.
+ * or die: a loop of timed waits over long-running futures accumulates them.
+ * Polls (deadline passed) and already-cancelled tasks register nothing.
  */
 #include <limits.h>
 
@@ -53,6 +54,20 @@ waits_on_itself(const weft_future_t *f)
                WEFT_FUTURE_RUNNING &&
            atomic_load_explicit(&f->runner, memory_order_relaxed) ==
                weft__self_id();
+}
+
+/* Whether a wait must end now, before it marks or registers anything: the
+ * deadline has passed, or the calling task is cancelled. */
+static int
+ends_at_once(weft_time_t deadline)
+{
+    if (deadline != WEFT_FOREVER && deadline <= weft_now()) {
+        return WEFT_ETIMEDOUT;
+    }
+    if (weft__cancel_is_fired(weft__cancel_current())) {
+        return WEFT_ECANCELED;
+    }
+    return WEFT_OK;
 }
 
 /* Let the executor run f inline; true when f is finished afterwards. */
@@ -94,11 +109,17 @@ wait_slow(weft_future_t *f, weft_time_t deadline)
             return WEFT_OK;
         }
     }
+    /* A poll (deadline passed) leaves no waiter bit behind, which would
+     * cost the finisher a needless wake. */
+    int rc = ends_at_once(deadline);
+    if (rc != WEFT_OK) {
+        return rc;
+    }
     for (;;) {
         if (!mark_waiter(f)) {
             return WEFT_OK;
         }
-        int rc = weft__park(&f->wake, WEFT__WAKE_WAITERS, deadline);
+        rc = weft__park(&f->wake, WEFT__WAKE_WAITERS, deadline);
         /* A finish that raced with the deadline or a cancel still
          * counts. */
         if (is_finished(f)) {
@@ -229,6 +250,8 @@ wm_fire(weft_future_t *f, void *ctx)
     /* Relaxed: the counter is only compared with n; each callback adds
      * exactly one. */
     size_t c = atomic_fetch_add_explicit(&w->count, 1, memory_order_relaxed);
+    /* Acquire: as in is_finished; callbacks run after the final state
+     * store, so this reads the final state. */
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     if (w->mode == WEFT_FIRST_COMPLETED ||
         (w->mode == WEFT_FIRST_EXCEPTION && failed_state(s))) {
@@ -364,6 +387,11 @@ weft_future_wait_many(weft_future_t *const *fs, size_t n, weft_wait_mode_t mode,
     }
     if (would_deadlock(fs, n, mode)) {
         return WEFT_EDEADLK;
+    }
+    /* A poll registers nothing, so it leaves no node behind. */
+    rc = ends_at_once(deadline);
+    if (rc != WEFT_OK) {
+        return rc;
     }
     struct wm *w = wm_create(n, mode);
     if (w == NULL) {

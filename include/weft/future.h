@@ -191,8 +191,9 @@ typedef enum weft_wait_mode {
  * registered; WEFT_EDEADLK when the condition can only be met by a future
  * the calling task is running itself (any of them for ALL_COMPLETED, all
  * of them otherwise). Helps the executors as weft_future_wait does, then
- * parks. A wait that ends before its futures finish leaves a small node on
- * each unfinished one, freed when it finishes or is freed.
+ * parks. A wait that parked and then timed out or was cancelled leaves a
+ * small node on each unfinished future, freed when it finishes or is
+ * freed; a poll (deadline already passed) registers nothing.
  */
 WEFT_API WEFT_NODISCARD int
 weft_future_wait_many(weft_future_t *const *fs, size_t n, weft_wait_mode_t mode,

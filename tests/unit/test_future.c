@@ -556,6 +556,8 @@ test_wait_times_out(void **state)
     assert_int_equal(weft_future_wait_until(f, 0), WEFT_ETIMEDOUT);
     assert_int_equal(weft_future_wait_until(f, weft_now() - WEFT_SEC),
                      WEFT_ETIMEDOUT);
+    /* Polls leave no waiter mark (the finish would make a needless wake). */
+    assert_int_equal(atomic_load(&f->wake), 0);
     weft_time_t t0 = weft_now();
     assert_int_equal(weft_future_wait_until(f, t0 + 20 * WEFT_MSEC),
                      WEFT_ETIMEDOUT);
@@ -740,6 +742,44 @@ test_wait_cancelled(void **state)
         weft_cq_destroy(cq);
         weft_future_release(f);
     }
+}
+
+/* A task cancelled before it waits: nothing is marked or registered. */
+static void
+test_wait_cancelled_before(void **state)
+{
+    (void)state;
+    long base = live();
+    weft_future_t *f = promise();
+    weft_completion_queue_t *cq = NULL;
+    assert_int_equal(weft_cq_create(&cq), WEFT_OK);
+    assert_int_equal(weft_cq_add(cq, f), WEFT_OK);
+    weft__cancel_t tok = WEFT__CANCEL_INIT;
+    weft__cancel_fire(&tok);
+    weft__cancel_t *prev = weft__cancel_enter(&tok);
+    void *v = &value_a;
+    weft_future_t *out = NULL;
+    int rc_wait = weft_future_wait(f);
+    int rc_result = weft_future_result_until(f, &v, WEFT_FOREVER);
+    int rc_many =
+        weft_future_wait_many(&f, 1, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
+    int rc_next = weft_cq_next(cq, &out);
+    weft__cancel_enter(prev);
+    assert_int_equal(rc_wait, WEFT_ECANCELED);
+    assert_int_equal(rc_result, WEFT_ECANCELED);
+    assert_int_equal(rc_many, WEFT_ECANCELED);
+    assert_int_equal(rc_next, WEFT_ECANCELED);
+    assert_ptr_equal(v, &value_a);
+    assert_null(out);
+    assert_int_equal(atomic_load(&f->wake), 0);
+    /* Only the queue's node sits on f. */
+    struct weft__fcb *cb = atomic_load(&f->cbs);
+    assert_non_null(cb);
+    assert_null(cb->next);
+    weft_cq_destroy(cq);
+    assert_true(weft_future_cancel(f));
+    weft_future_release(f);
+    assert_int_equal(live(), base);
 }
 
 static void
@@ -1035,6 +1075,8 @@ test_wait_many_already(void **state)
     assert_int_equal(weft_future_wait_many(a1, 3, WEFT_ALL_COMPLETED, 0, &idx),
                      WEFT_ETIMEDOUT);
     assert_int_equal(idx, 99);
+    /* A poll registers nothing. */
+    assert_null(atomic_load(&p->cbs));
 
     weft_future_t *a2[] = {d, p, c};
     assert_int_equal(
@@ -1428,6 +1470,7 @@ main(void)
         cmocka_unit_test(test_waiters_spurious),
         cmocka_unit_test(test_take_from_another_thread),
         cmocka_unit_test(test_wait_cancelled),
+        cmocka_unit_test(test_wait_cancelled_before),
         cmocka_unit_test(test_wait_on_itself),
         cmocka_unit_test(test_wait_helps),
         cmocka_unit_test(test_on_done_order_and_thread),
