@@ -110,6 +110,9 @@ weft__job_run(const weft__job_t *job)
     weft__cancel_enter(outer);
     weft__task_leave(&ctx);
     if (ctx.code != WEFT_OK) {
+        if (value != NULL && f->dtor != NULL) {
+            f->dtor(value); /* a failed task's value has no taker */
+        }
         (void)weft__future_finish(f, ctx.code, NULL, NULL, ctx.msg);
     } else {
         (void)weft__future_finish(f, WEFT_OK, value, f->dtor, NULL);
