@@ -303,10 +303,9 @@ weft_group_wait(weft_group_t *gp)
             weft_thread_yield();
             continue;
         }
-        if (!(word & 1u) &&
-            !atomic_compare_exchange_weak_explicit(
-                &g->remote_done, &word, word | 1u, memory_order_acq_rel,
-                memory_order_acquire)) {
+        if (!(word & 1u) && !atomic_compare_exchange_weak_explicit(
+                                &g->remote_done, &word, word | 1u,
+                                memory_order_acq_rel, memory_order_acquire)) {
             continue;
         }
         if (pending(g, &word) == 0) {

@@ -67,8 +67,8 @@ struct weft_future {
      * returns true if f is finished on return.
      */
     bool (*help)(weft_future_t *f);
-    weft_time_t start_by;     /* start deadline, WEFT_FOREVER if none */
-    uint32_t flags;           /* WEFT__TASK_* */
+    weft_time_t start_by; /* start deadline, WEFT_FOREVER if none */
+    uint32_t flags;       /* WEFT__TASK_* */
     uint32_t pad_;
 };
 

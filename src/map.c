@@ -35,7 +35,7 @@ weft_executor_map(weft_executor_t *ex, weft_task_fn fn, weft_map_input_fn next,
     if (m == NULL) {
         return WEFT_ENOMEM;
     }
-    m->ring = weft__calloc(window, sizeof(*m->ring));
+    m->ring = weft__calloc(window, sizeof(weft_future_t *));
     if (m->ring == NULL) {
         weft__free(m);
         return WEFT_ENOMEM;

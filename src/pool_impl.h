@@ -159,8 +159,7 @@ weft__pool_push_local(weft__worker_t *w, weft__frame_t *f)
     struct weft__pool *p = w->pool;
     /* Relaxed: a missed wake here strands nothing: the owner runs its own
      * deque, and it wakes a sleeper before it blocks (park hook). */
-    if (atomic_load_explicit(&p->idle_ec.waiters, memory_order_relaxed) !=
-            0 &&
+    if (atomic_load_explicit(&p->idle_ec.waiters, memory_order_relaxed) != 0 &&
         atomic_load_explicit(&p->nsearching, memory_order_relaxed) == 0) {
         weft__ecount_notify(&p->idle_ec, 1);
     }

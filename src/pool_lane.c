@@ -166,7 +166,7 @@ weft__lane_init(weft__pool_t *p, const weft_pool_opts_t *o)
     weft_mutex_init(&l->lock);
     l->max = o->blocking_max != 0 ? o->blocking_max : 64;
     l->idle_timeout = o->blocking_idle != 0 ? o->blocking_idle : 10 * WEFT_SEC;
-    l->threads = weft__calloc(l->max, sizeof(*l->threads));
+    l->threads = weft__calloc(l->max, sizeof(weft_thread_t *));
     l->exited = weft__calloc(l->max, sizeof(*l->exited));
     if (l->threads == NULL || l->exited == NULL) {
         return WEFT_ENOMEM;
