@@ -450,7 +450,7 @@ regression_push_right_after_resize(void **state)
     shared_init(&run.sh, ELEMS);
     atomic_init(&run.stolen, 0);
     run.grows = 0;
-    run.rounds = wt_size(40000, 2000000);
+    run.rounds = wt_size(20000, 2000000);
     run.sh.dq = weft__malloc_aligned(sizeof(*run.sh.dq));
     assert_non_null(run.sh.dq);
     assert_int_equal(
@@ -671,7 +671,7 @@ static void
 regression_take_races_steal_last_element(void **state)
 {
     (void)state;
-    race(1, 1, wt_size(200000, 20000000));
+    race(1, 1, wt_size(100000, 10000000));
     /* Three threads on two cores start together less often: fewer rounds. */
     race(1, 2, wt_size(20000, 2000000));
 }
