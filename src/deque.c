@@ -45,10 +45,12 @@
  *          bottom: either the owner sees a thief's new top, or the thief
  *          sees the owner's smaller bottom, never neither (Dekker). For the
  *          last element (t == b) owner and thieves race with a seq_cst CAS
- *          on top.
+ *          on top. Before all that, pop reads top relaxed: top only grows,
+ *          so an old value above b already proves the deque empty, and pop
+ *          returns without the fence (an idle worker polls its own deque).
  *   steal: top acquire; seq_cst fence; bottom acquire; buf acquire, pairing
- *          with the release store of buf in grow; cell relaxed; CAS top
- *          seq_cst.
+ *          with the release store of buf in grow; cell relaxed (acquire
+ *          when a filter is given, see below); CAS top seq_cst.
  *   The paper stores bottom relaxed in take. Here those stores are release:
  *   the paper relies on C11's rule that later stores by the same thread
  *   continue a release sequence (a thief reading pop's bottom still
@@ -92,8 +94,6 @@
  * where a re-read of top shows it; REFUSED, like EMPTY, describes a moment
  * that may already have passed.
  */
-#include <string.h>
-
 #include "deque.h"
 
 #define DEFAULT_CAPACITY 256
