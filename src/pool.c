@@ -52,6 +52,59 @@ as_pool(weft_executor_t *ex)
 
 /* ------------------------------------------------------------------ frames */
 
+/* ------------------------------------------------------------------ frames */
+
+weft__frame_t *
+weft__frame_refill(weft__worker_t *w)
+{
+    weft__pool_t *p = w->pool;
+    weft__mutex_lock_nocancel(&p->spare_lock);
+    weft__frame_t *f = p->spare;
+    size_t n = 0;
+    weft__frame_t *last = NULL;
+    while (f != NULL && n < WEFT__FRAME_BATCH) {
+        last = f;
+        f = f->next;
+        n++;
+    }
+    weft__frame_t *batch = p->spare;
+    p->spare = f;
+    weft_mutex_unlock(&p->spare_lock);
+    if (n == 0) {
+        return weft__malloc(sizeof(weft__frame_t));
+    }
+    last->next = NULL;
+    w->free = batch->next;
+    w->nfree = n - 1;
+    return batch;
+}
+
+void
+weft__frame_spill(weft__worker_t *w)
+{
+    weft__pool_t *p = w->pool;
+    weft__frame_t *first = w->free, *last = first;
+    for (size_t i = 1; i < WEFT__FRAME_BATCH; i++) {
+        last = last->next;
+    }
+    w->free = last->next;
+    w->nfree -= WEFT__FRAME_BATCH;
+    weft__mutex_lock_nocancel(&p->spare_lock);
+    last->next = p->spare;
+    p->spare = first;
+    weft_mutex_unlock(&p->spare_lock);
+}
+
+static void
+free_frames(weft__frame_t *f)
+{
+    while (f != NULL) {
+        weft__frame_t *next = f->next;
+        weft__free(f);
+        f = next;
+    }
+}
+
 /* --------------------------------------------------------------- wake-ups */
 
 void
@@ -426,16 +479,14 @@ free_pool(weft__pool_t *p)
             weft__free(x); /* only on a failed start: nothing ran */
         }
         weft__deque_fini(&w->dq);
-        while (w->free != NULL) {
-            weft__frame_t *f = w->free;
-            w->free = f->next;
-            weft__free(f);
-        }
+        free_frames(w->free);
     }
     weft__timers_fini(p);
     weft__lane_fini(p);
     weft_queue_destroy(p->inj);
     weft_queue_destroy(p->inj_hi);
+    free_frames(p->spare);
+    weft_mutex_fini(&p->spare_lock);
     weft_mutex_fini(&p->shut_lock);
     weft__free_aligned(p->workers);
     weft__free_aligned(p);
@@ -581,6 +632,7 @@ init_pool(weft__pool_t *p, const weft_pool_opts_t *o)
                         o->policy);
     p->base.name[10] = '\0';
     weft_mutex_init(&p->shut_lock);
+    weft_mutex_init(&p->spare_lock);
     atomic_init(&p->timers.next_due, WEFT_FOREVER);
     p->workers = weft__malloc_aligned(sizeof(weft__worker_t) * p->n);
     if (p->workers == NULL) {

@@ -97,6 +97,8 @@ typedef struct weft__pool {
     unsigned ndeques;         /* initialised deques (creation unwinding) */
     weft_mutex_t shut_lock;
     bool stopped;
+    weft_mutex_t spare_lock; /* guards spare */
+    weft__frame_t *spare;    /* frames no worker holds, in batches */
     weft__lane_t lane;
     weft__timers_t timers;
 } weft__pool_t;
@@ -118,8 +120,18 @@ weft__thread_key(void)
     return (uintptr_t)&weft__self_worker;
 }
 
-/* Frames (owner's free list). NULL when memory runs out. */
-#define WEFT__FRAME_FREE_MAX 4096
+/*
+ * Frames. Each worker keeps a free list; surplus frames go to the pool's
+ * spare list in batches and come back from it, and none is freed before
+ * the pool is: a thief's steal filter may read a frame another thread has
+ * just taken (see weft__deque_steal), so frame memory must stay valid.
+ */
+#define WEFT__FRAME_FREE_MAX 1024
+#define WEFT__FRAME_BATCH 256
+
+/* Slow paths: move a batch to / from the pool's spare list. */
+weft__frame_t *weft__frame_refill(weft__worker_t *w);
+void weft__frame_spill(weft__worker_t *w);
 
 static inline weft__frame_t *
 weft__frame_get(weft__worker_t *w)
@@ -130,19 +142,17 @@ weft__frame_get(weft__worker_t *w)
         w->nfree--;
         return f;
     }
-    return weft__malloc(sizeof(*f));
+    return weft__frame_refill(w);
 }
 
 static inline void
 weft__frame_put(weft__worker_t *w, weft__frame_t *f)
 {
-    if (WEFT__UNLIKELY(w->nfree >= WEFT__FRAME_FREE_MAX)) {
-        weft__free(f);
-        return;
-    }
     f->next = w->free;
     w->free = f;
-    w->nfree++;
+    if (WEFT__UNLIKELY(++w->nfree > WEFT__FRAME_FREE_MAX)) {
+        weft__frame_spill(w);
+    }
 }
 
 /* Run one frame taken from a deque on worker w. */
