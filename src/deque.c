@@ -201,6 +201,8 @@ weft__deque_grow(weft__deque_t *dq, weft__deque_buf_t *old, int64_t t,
     return a;
 }
 
+/* A stale candidate or a real refusal? Re-read top: changed means a steal
+ * with this candidate would have lost anyway. */
 static weft__steal_t
 refused(weft__deque_t *dq, int64_t t)
 {

@@ -165,8 +165,6 @@ weft__deque_pop(weft__deque_t *dq)
     return x;
 }
 
-/* A stale candidate or a real refusal? Re-read top: changed means a steal
- * with this candidate would have lost anyway. */
 /*
  * weft__deque_steal: any thread but the owner. The oldest element into
  * *out (untouched unless WEFT__STEAL_OK). filter (may be NULL) is shown the

@@ -45,6 +45,15 @@ _Static_assert(sizeof(fj_group_t) <= sizeof(weft_group_t),
 _Static_assert(_Alignof(fj_group_t) <= _Alignof(weft_group_t),
                "weft_group_t under-aligned");
 
+/*
+ * A spawn runs its child at once, inline, when the spawning worker already
+ * has this many frames queued (thieves have enough to take; deeper spawns
+ * would only add overhead). Tunable at build time; a huge value disables it.
+ */
+#ifndef SPAWN_INLINE_QUEUED
+#define SPAWN_INLINE_QUEUED 4
+#endif
+
 /* How long a group waiter stays active before it sleeps. */
 #define GROUP_SPIN_NS (50 * WEFT_USEC)
 
@@ -204,6 +213,21 @@ weft_group_spawn(weft_group_t *gp, weft_spawn_fn fn, void *arg)
     if (WEFT__UNLIKELY(w == NULL || w->pool != g->pool)) {
         return spawn_outside(g, fn, arg);
     }
+    /* Spawn throttle: with plenty of queued work for thieves already, run
+     * the child now (relaxed loads: a stale size only moves the cut). */
+    int64_t queued = atomic_load_explicit(&w->dq.bottom, memory_order_relaxed) -
+                     atomic_load_explicit(&w->dq.top, memory_order_relaxed);
+    if (queued >= SPAWN_INLINE_QUEUED) {
+        weft__task_ctx_t ctx = {NULL, WEFT_OK, NULL, weft__current_task};
+        weft__current_task = &ctx;
+        fn(arg);
+        weft__current_task = ctx.outer;
+        if (WEFT__UNLIKELY(ctx.code != WEFT_OK)) {
+            record_failure(g, ctx.code);
+            weft__free(ctx.msg);
+        }
+        return WEFT_OK;
+    }
     weft__frame_t *f = weft__frame_get(w);
     if (WEFT__UNLIKELY(f == NULL)) {
         return WEFT_ENOMEM;
@@ -265,6 +289,21 @@ help(weft__worker_t *w, fj_group_t *g)
     return false;
 }
 
+/* The outcome of a finished group: its first failure, or the waiter's
+ * cancellation. */
+static inline int
+group_result(fj_group_t *g)
+{
+    int err = atomic_load_explicit(&g->first_err, memory_order_relaxed);
+    if (err == WEFT_OK &&
+        WEFT__UNLIKELY(weft__cancel_is_fired(weft__cancel_current()))) {
+        err = WEFT_ECANCELED;
+    }
+    return err;
+}
+
+static WEFT__COLD int wait_slow(fj_group_t *g);
+
 int
 weft_group_wait(weft_group_t *gp)
 {
@@ -272,6 +311,17 @@ weft_group_wait(weft_group_t *gp)
     WEFT_ASSERT(g != NULL && g->owner == weft__thread_key(),
                 "weft_group_wait: only the thread that initialised the group "
                 "may wait for it");
+    uint32_t word;
+    if (WEFT__LIKELY(pending(g, &word) == 0)) {
+        return group_result(g); /* every child ran inline or here */
+    }
+    return wait_slow(g);
+}
+
+/* Children are still out: help with the group's tree, then sleep. */
+static int
+wait_slow(fj_group_t *g)
+{
     weft__worker_t *w = weft__pool_self();
     if (w != NULL && w->pool != g->pool) {
         w = NULL;
@@ -317,10 +367,5 @@ weft_group_wait(weft_group_t *gp)
         spins = 0;
         spin_until = 0;
     }
-    int err = atomic_load_explicit(&g->first_err, memory_order_relaxed);
-    if (err == WEFT_OK &&
-        WEFT__UNLIKELY(weft__cancel_is_fired(weft__cancel_current()))) {
-        err = WEFT_ECANCELED;
-    }
-    return err;
+    return group_result(g);
 }

@@ -122,9 +122,13 @@ WEFT_API WEFT_NODISCARD int weft_group_init(weft_group_t *g,
 /*
  * weft_group_spawn: run fn(arg) as a child of g, maybe in parallel. From a
  * worker of the group's pool the child goes on that worker's own deque
- * (no allocation, no atomic read-modify-write unless stolen); from any
- * other thread it is submitted to the pool (and may block as a submit
- * does). Returns WEFT_OK, WEFT_ESHUTDOWN, WEFT_ENOMEM.
+ * (no allocation, no atomic read-modify-write unless stolen) -- or, when
+ * that worker already has a few children queued for thieves, it runs at
+ * once, inline, before the spawn returns (a spawn throttle, as OpenMP
+ * runtimes have). So, as in any fork-join program, a child must not wait
+ * for something its parent does after spawning it. From any other thread
+ * the child is submitted to the pool (and may block as a submit does).
+ * Returns WEFT_OK, WEFT_ESHUTDOWN, WEFT_ENOMEM.
  */
 WEFT_API WEFT_NODISCARD int weft_group_spawn(weft_group_t *g, weft_spawn_fn fn,
                                              void *arg);
