@@ -35,6 +35,7 @@
 #include <limits.h>
 
 #include "mutex_impl.h"
+#include "probe.h"
 
 #define PARTIES_MAX (1u << 30)
 
@@ -170,7 +171,7 @@ wait_released(weft__barrier_t *x, struct waiter *me, uint32_t gen,
     }
     /* Acquire: pairs with release_all's release store. */
     while (!atomic_load_explicit(&me->done, memory_order_acquire)) {
-        int rc = weft__park(&x->gen, gen, deadline);
+        int rc = weft__park_on(WEFT__WAIT_BARRIER, x, &x->gen, gen, deadline);
         if (rc != WEFT_OK) {
             return give_up(x, me, rc);
         }

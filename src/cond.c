@@ -35,6 +35,7 @@
 #include <limits.h>
 
 #include "mutex_impl.h"
+#include "probe.h"
 
 #define SEQ_MASK UINT64_C(0xffffffff)
 #define WAITER UINT64_C(0x100000000)
@@ -134,8 +135,10 @@ wait_until(weft_cond_t *c, weft_mutex_t *m, weft_time_t deadline)
     uint32_t seq =
         (uint32_t)atomic_fetch_add_explicit(w, WAITER, memory_order_seq_cst);
     weft_mutex_unlock(m);
-    int rc = spin_for_signal(w, seq) ? WEFT_OK
-                                     : weft__park(futex_word(w), seq, deadline);
+    int rc =
+        spin_for_signal(w, seq)
+            ? WEFT_OK
+            : weft__park_on(WEFT__WAIT_COND, c, futex_word(w), seq, deadline);
     /* Relaxed: the count only decides whether signallers wake; the seq
      * read here is compared with our own snapshot only. */
     uint32_t now =

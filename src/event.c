@@ -32,6 +32,7 @@
 #include <limits.h>
 
 #include "mutex_impl.h"
+#include "probe.h"
 
 #define SET 1u
 #define SLEEPERS 2u
@@ -137,7 +138,7 @@ wait_slow(_Atomic uint32_t *w, weft_time_t deadline)
         if (!mark_sleeper(w)) {
             return WEFT_OK;
         }
-        int rc = weft__park(w, SLEEPERS, deadline);
+        int rc = weft__park_on(WEFT__WAIT_EVENT, w, w, SLEEPERS, deadline);
         /* Acquire: pairs with weft_event_set's release exchange. A set that
          * raced with the deadline still counts. */
         if (atomic_load_explicit(w, memory_order_acquire) & SET) {

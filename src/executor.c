@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "executor_impl.h"
+#include "probe.h"
 
 _Thread_local weft__task_ctx_t *weft__current_task;
 #define current_task weft__current_task
@@ -70,7 +71,7 @@ weft_task_label(void)
     return current_task != NULL ? current_task->label : NULL;
 }
 
-static void
+static int
 run_fire_and_forget(const weft__job_t *job)
 {
     weft__task_ctx_t ctx;
@@ -84,24 +85,24 @@ run_fire_and_forget(const weft__job_t *job)
                  weft_errname(ctx.code), ctx.msg != NULL ? ctx.msg : "");
         weft__free(ctx.msg);
     }
+    return ctx.code;
 }
 
-void
+int
 weft__job_run(const weft__job_t *job)
 {
     weft_future_t *f = job->fut;
     if (f == NULL) {
-        run_fire_and_forget(job);
-        return;
+        return run_fire_and_forget(job);
     }
     if (f->start_by != WEFT_FOREVER && weft_now() > f->start_by) {
         (void)weft__future_set_cancelled(f);
         weft_future_release(f);
-        return;
+        return WEFT_ECANCELED;
     }
     if (!weft__future_claim(f)) {
         weft_future_release(f); /* cancelled, or run inline by a waiter */
-        return;
+        return WEFT_ECANCELED;
     }
     weft__task_ctx_t ctx;
     weft__task_enter(&ctx, f->label);
@@ -118,6 +119,43 @@ weft__job_run(const weft__job_t *job)
         (void)weft__future_finish(f, WEFT_OK, value, f->dtor, NULL);
     }
     weft_future_release(f);
+    return ctx.code;
+}
+
+void
+weft__job_stamp(weft__job_t *job)
+{
+    static _Thread_local uint64_t seq;
+    if (WEFT__PROBING(WEFT__PROBE_TASK)) {
+        job->id = ((uint64_t)weft__self_id() << 40) | ++seq;
+        job->queued_at = weft_now();
+    }
+}
+
+void
+weft__job_run_on(const void *exec, const weft__job_t *job, int worker)
+{
+    weft__thread_rec_t *r = weft__self_rec();
+    const char *label = job->fut != NULL ? job->fut->label : NULL;
+    uint64_t id = job->id != 0 ? job->id : (uint64_t)(uintptr_t)job->fut;
+    bool probing = WEFT__PROBING(WEFT__PROBE_TASK);
+    /* Relaxed: snapshots for dumps, written by this thread only. */
+    const char *outer_label =
+        atomic_load_explicit(&r->task_label, memory_order_relaxed);
+    uint64_t outer_id = atomic_load_explicit(&r->task_id, memory_order_relaxed);
+    atomic_store_explicit(&r->task_label, label, memory_order_relaxed);
+    atomic_store_explicit(&r->task_id, id, memory_order_relaxed);
+    atomic_store_explicit(&r->task_exec, exec, memory_order_relaxed);
+    if (probing) {
+        atomic_store_explicit(&r->task_since, weft_now(), memory_order_relaxed);
+        weft__probe_task_begin(exec, id, label, job->queued_at, worker);
+    }
+    int code = weft__job_run(job);
+    if (probing) {
+        weft__probe_task_end(exec, id, code, worker);
+    }
+    atomic_store_explicit(&r->task_label, outer_label, memory_order_relaxed);
+    atomic_store_explicit(&r->task_id, outer_id, memory_order_relaxed);
 }
 
 void
@@ -169,7 +207,8 @@ weft_executor_submit(weft_executor_t *ex, weft_task_fn fn, void *arg,
     }
     weft_submit_policy_t policy =
         o->policy == WEFT_SUBMIT_DEFAULT ? ex->policy : o->policy;
-    weft__job_t job = {fn, arg, NULL};
+    weft__job_t job = {fn, arg, NULL, 0, 0};
+    weft__job_stamp(&job);
     bool want_future = out != NULL || o->scope != NULL ||
                        o->start_deadline != WEFT_FOREVER ||
                        o->result_dtor != NULL;

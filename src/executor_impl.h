@@ -17,7 +17,14 @@ typedef struct weft__job {
     weft_task_fn fn;
     void *arg;
     weft_future_t *fut; /* holds the executor's reference */
+    /* Set at submit only while task probes are on (else 0): the task's
+     * id for traces and when it was queued, for queue-wait histograms. */
+    uint64_t id;
+    weft_time_t queued_at;
 } weft__job_t;
+
+/* Stamp a job at submit (id, queue time) when task probes are on. */
+void weft__job_stamp(weft__job_t *job);
 
 typedef struct weft__executor_ops {
     /* Queue job according to policy (never WEFT_SUBMIT_DEFAULT here) and
@@ -58,8 +65,15 @@ void weft__task_leave(weft__task_ctx_t *ctx);
  * (skipped when cancelled or already claimed, or finished CANCELLED when
  * its start deadline has passed), runs under the future's cancellation
  * token, and finishes the future. Drops the job's future reference.
+ * Returns the outcome: WEFT_OK, the failure code, or WEFT_ECANCELED when
+ * the job did not run.
  */
-void weft__job_run(const weft__job_t *job);
+int weft__job_run(const weft__job_t *job);
+
+/* weft__job_run for a job of executor exec run by pool worker `worker`
+ * (-1: not a pool worker): also feeds the task probes and the thread's
+ * record (what it runs, since when). */
+void weft__job_run_on(const void *exec, const weft__job_t *job, int worker);
 
 /* weft__job_cancel: drop a queued job without running it: its future (if
  * any) becomes CANCELLED and the reference is dropped. */

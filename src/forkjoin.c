@@ -28,6 +28,7 @@
 
 #include "mutex_impl.h"
 #include "pool_impl.h"
+#include "probe.h"
 
 typedef struct fj_group {
     weft__pool_t *pool;
@@ -193,7 +194,7 @@ spawn_outside(fj_group_t *g, weft_spawn_fn fn, void *arg)
         return WEFT_ENOMEM;
     }
     *c = (outside_child_t){g, fn, arg};
-    weft__job_t job = {run_outside_child, c, NULL};
+    weft__job_t job = {run_outside_child, c, NULL, 0, 0};
     count_spawn(g);
     int rc = weft__pool_inject(g->pool, &job, false, g->pool->base.policy,
                                WEFT_FOREVER);
@@ -362,7 +363,9 @@ wait_slow(fj_group_t *g)
             break;
         }
         /* Children are always awaited, also by a cancelled task. */
+        weft__wait_begin(WEFT__WAIT_GROUP, g);
         (void)weft__park_nocancel(&g->remote_done, word | 1u, WEFT_FOREVER);
+        weft__wait_end(WEFT__WAIT_GROUP, g, WEFT_OK);
         atomic_fetch_and_explicit(&g->remote_done, ~1u, memory_order_relaxed);
         spins = 0;
         spin_until = 0;

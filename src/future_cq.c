@@ -34,6 +34,7 @@
 
 #include "future_impl.h"
 #include "mutex_impl.h"
+#include "probe.h"
 
 #define CHECK_CQ(cq, fn)                                                       \
     WEFT_ASSERT((cq) != NULL, "%s: NULL completion queue", fn)
@@ -230,7 +231,7 @@ weft_cq_next_until(weft_completion_queue_t *cq, weft_future_t **out,
             weft__ecount_cancel(&cq->ec);
             continue;
         }
-        rc = weft__ecount_wait(&cq->ec, key, deadline);
+        rc = weft__ecount_wait_on(WEFT__WAIT_CQ, cq, &cq->ec, key, deadline);
         if (rc != WEFT_OK) {
             /* A future that finished as the wait ended still counts. */
             int again = try_take(cq, out);

@@ -33,6 +33,7 @@
 #include <limits.h>
 
 #include "future_impl.h"
+#include "probe.h"
 
 #define CHECK_F(f, fn) WEFT_ASSERT((f) != NULL, "%s: NULL future", fn)
 
@@ -119,7 +120,8 @@ wait_slow(weft_future_t *f, weft_time_t deadline)
         if (!mark_waiter(f)) {
             return WEFT_OK;
         }
-        rc = weft__park(&f->wake, WEFT__WAKE_WAITERS, deadline);
+        rc = weft__park_on(WEFT__WAIT_FUTURE, f, &f->wake, WEFT__WAKE_WAITERS,
+                           deadline);
         /* A finish that raced with the deadline or a cancel still
          * counts. */
         if (is_finished(f)) {
@@ -326,7 +328,8 @@ wm_wait(struct wm *w, weft_time_t deadline)
                           memory_order_acquire)) {
             continue;
         }
-        int rc = weft__park(&w->word, WM_SLEEPERS, deadline);
+        int rc = weft__park_on(WEFT__WAIT_FUTURE, NULL, &w->word, WM_SLEEPERS,
+                               deadline);
         /* A signal that raced with the deadline or a cancel still counts;
          * acquire as above. */
         if (atomic_load_explicit(&w->word, memory_order_acquire) & WM_SET) {

@@ -49,6 +49,7 @@
 #include "mutex_impl.h"
 
 #include "plat.h"
+#include "probe.h"
 
 static void
 unlock_raw(weft__mutex_t *m)
@@ -135,10 +136,12 @@ lock_slow(weft__mutex_t *m, uint32_t self, weft_time_t deadline,
             WEFT__MUTEX_FREE) {
             return WEFT_OK;
         }
+        weft__wait_begin(WEFT__WAIT_MUTEX, m);
         int rc = cancellable
                      ? weft__park(&m->state, WEFT__MUTEX_CONTENDED, deadline)
                      : weft__park_nocancel(&m->state, WEFT__MUTEX_CONTENDED,
                                            deadline);
+        weft__wait_end(WEFT__WAIT_MUTEX, m, rc);
         if (rc != WEFT_OK) {
             return leave_wait(m, rc);
         }
@@ -219,21 +222,33 @@ int
 weft_mutex_lock(weft_mutex_t *m)
 {
     WEFT_ASSERT(m != NULL, "weft_mutex_lock: NULL mutex");
-    return weft__mutex_lock_until(weft__mutex(m), WEFT_FOREVER, true);
+    int rc = weft__mutex_lock_until(weft__mutex(m), WEFT_FOREVER, true);
+    if (rc == WEFT_OK) {
+        WEFT__PROBE_LOCK_ACQUIRED(m, WEFT__WAIT_MUTEX);
+    }
+    return rc;
 }
 
 int
 weft_mutex_lock_until(weft_mutex_t *m, weft_time_t deadline)
 {
     WEFT_ASSERT(m != NULL, "weft_mutex_lock_until: NULL mutex");
-    return weft__mutex_lock_until(weft__mutex(m), deadline, true);
+    int rc = weft__mutex_lock_until(weft__mutex(m), deadline, true);
+    if (rc == WEFT_OK) {
+        WEFT__PROBE_LOCK_ACQUIRED(m, WEFT__WAIT_MUTEX);
+    }
+    return rc;
 }
 
 int
 weft_mutex_try_lock(weft_mutex_t *m)
 {
     WEFT_ASSERT(m != NULL, "weft_mutex_try_lock: NULL mutex");
-    return weft__mutex_try_lock(weft__mutex(m)) ? WEFT_OK : WEFT_EAGAIN;
+    if (!weft__mutex_try_lock(weft__mutex(m))) {
+        return WEFT_EAGAIN;
+    }
+    WEFT__PROBE_LOCK_ACQUIRED(m, WEFT__WAIT_MUTEX);
+    return WEFT_OK;
 }
 
 WEFT__COLD WEFT__NORETURN static void
@@ -260,6 +275,7 @@ weft_mutex_unlock(weft_mutex_t *m)
     if (WEFT__UNLIKELY(owner != self)) {
         unlock_misuse(m, owner, self);
     }
+    WEFT__PROBE_LOCK_RELEASED(m, WEFT__WAIT_MUTEX);
     weft__mutex_release(x);
 }
 

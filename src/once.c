@@ -24,6 +24,7 @@
 #include <limits.h>
 
 #include "mutex_impl.h"
+#include "probe.h"
 
 enum {
     NOT_RUN = 0,
@@ -100,7 +101,9 @@ wait_done(_Atomic uint32_t *w, uint32_t v)
                 w, &v, SLEEPERS, memory_order_acquire, memory_order_acquire)) {
             continue;
         }
+        weft__wait_begin(WEFT__WAIT_ONCE, w);
         (void)weft__park_nocancel(w, SLEEPERS, WEFT_FOREVER);
+        weft__wait_end(WEFT__WAIT_ONCE, w, WEFT_OK);
         v = atomic_load_explicit(w, memory_order_acquire);
     }
 }

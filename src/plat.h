@@ -36,6 +36,9 @@ int weft__plat_thread_join(uintptr_t handle, void **result);
 /* Set the calling thread's kernel name (at most 15 bytes are kept). */
 void weft__plat_thread_set_kernel_name(const char *name);
 void weft__plat_thread_yield(void);
+/* Call fn(arg) when the calling thread exits (once per thread; a second
+ * registration replaces the first). WEFT_OK or WEFT_ENOMEM. */
+int weft__plat_on_thread_exit(void (*fn)(void *), void *arg);
 /* Kernel thread id of the caller, for dumps. */
 int64_t weft__plat_gettid(void);
 /* True in the process's initial thread. */

@@ -37,6 +37,8 @@
 
 #include "plat.h"
 #include "pool_impl.h"
+#include "probe.h"
+#include "probe.h"
 
 #define BATCH_MAX 32
 #define SPIN_ROUNDS 48
@@ -138,9 +140,11 @@ run_job(weft__pool_t *p, const weft__job_t *job)
             atomic_fetch_add_explicit(&p->dropped, 1, memory_order_relaxed);
         }
         weft__job_cancel(job);
+        WEFT__PROBE_POOL(p, WEFT__POOL_CANCEL, -1);
         return;
     }
-    weft__job_run(job);
+    weft__worker_t *w = self_worker;
+    weft__job_run_on(p, job, w != NULL ? (int)w->index : -1);
 }
 
 void
@@ -181,6 +185,7 @@ weft__pool_steal(weft__worker_t *w, bool (*filter)(void *x, void *ctx),
             void *x;
             weft__steal_t r = weft__deque_steal(&v->dq, &x, filter, ctx);
             if (r == WEFT__STEAL_OK) {
+                WEFT__PROBE_POOL(p, WEFT__POOL_STEAL, (int)w->index);
                 return x;
             }
             contended |= r == WEFT__STEAL_RETRY;
@@ -257,8 +262,11 @@ weft__pool_inject(weft__pool_t *p, const weft__job_t *job, bool priority,
     }
     if (rc == WEFT_OK) {
         weft__pool_wake_one(p);
+        WEFT__PROBE_POOL(p, WEFT__POOL_SUBMIT, -1);
     } else if (rc == WEFT_ECLOSED) {
         rc = WEFT_ESHUTDOWN;
+    } else if (rc == WEFT_EAGAIN || rc == WEFT_ETIMEDOUT) {
+        WEFT__PROBE_POOL(p, WEFT__POOL_REJECT, -1);
     }
     return rc;
 }
@@ -356,7 +364,9 @@ idle_wait(weft__worker_t *w)
         keeper = true;
         deadline = due;
     }
-    (void)weft__ecount_wait(&p->idle_ec, key, deadline);
+    WEFT__PROBE_POOL(p, WEFT__POOL_PARK, (int)w->index);
+    (void)weft__ecount_wait_on(WEFT__WAIT_IDLE, p, &p->idle_ec, key, deadline);
+    WEFT__PROBE_POOL(p, WEFT__POOL_UNPARK, (int)w->index);
     /* Before this worker can take work: see quiescent(). */
     atomic_fetch_add_explicit(&p->wakes, 1, memory_order_seq_cst);
     if (keeper) {
@@ -443,7 +453,8 @@ pool_shutdown(weft_executor_t *ex, bool wait, bool cancel_pending)
         if (quiescent(p)) {
             break;
         }
-        int rc = weft__park(&p->quiesce, key, weft_deadline_in(WEFT_MSEC));
+        int rc = weft__park_on(WEFT__WAIT_JOIN, p, &p->quiesce, key,
+                               weft_deadline_in(WEFT_MSEC));
         if (rc == WEFT_ECANCELED) {
             return rc;
         }
@@ -536,7 +547,7 @@ pool_help(weft_future_t *f)
         weft_future_state(f) != WEFT_FUTURE_PENDING) {
         return false;
     }
-    weft__job_t job = {f->fn, f->arg, weft_future_retain(f)};
+    weft__job_t job = {f->fn, f->arg, weft_future_retain(f), 0, 0};
     weft__job_run(&job); /* drops the reference taken above */
     return weft_future_done(f);
 }
@@ -572,6 +583,7 @@ pool_submit(weft_executor_t *ex, const weft__job_t *job,
             return WEFT_ENOMEM;
         }
         weft__pool_wake_one(p);
+        WEFT__PROBE_POOL(p, WEFT__POOL_SUBMIT, (int)w->index);
         return WEFT_OK;
     }
     return weft__pool_inject(p, job, o->priority > 0, policy,

@@ -42,7 +42,7 @@ lane_main(void *arg)
             if (atomic_load_explicit(&p->cancelling, memory_order_relaxed)) {
                 weft__job_cancel(&job);
             } else {
-                weft__job_run(&job);
+                weft__job_run_on(p, &job, -1);
             }
             if (atomic_fetch_sub_explicit(&l->pending, 1,
                                           memory_order_seq_cst) == 1 &&

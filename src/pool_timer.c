@@ -183,7 +183,7 @@ periodic_arm(weft__periodic_t *per)
 static void
 dispatch(weft__pool_t *p, weft__timer_t *tm)
 {
-    weft__job_t job = {tm->fut->fn, tm->fut->arg, tm->fut};
+    weft__job_t job = {tm->fut->fn, tm->fut->arg, tm->fut, 0, 0};
     if (weft_future_done(tm->fut)) {
         weft_future_release(tm->fut); /* cancelled while waiting */
         return;

@@ -52,6 +52,7 @@
  * put must then wake every such getter, not just one.
  */
 #include "queue_impl.h"
+#include "probe.h"
 
 #include <weft/thread.h>
 
@@ -179,7 +180,9 @@ wait_slow(weft_queue_t *q, const waiter_t *w, weft_time_t deadline)
             weft__ecount_cancel(ec);
             break;
         }
-        rc = weft__ecount_wait(ec, key, deadline);
+        rc = weft__ecount_wait_on(w->qw == &q->not_full ? WEFT__WAIT_QUEUE_PUT
+                                                        : WEFT__WAIT_QUEUE_GET,
+                                  q, ec, key, deadline);
         if (rc == WEFT_ETIMEDOUT) {
             rc = w->attempt(q, w->arg);
             rc = rc == WEFT_EAGAIN ? WEFT_ETIMEDOUT : rc;

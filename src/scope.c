@@ -9,6 +9,7 @@
 
 #include "executor_impl.h"
 #include "mutex_impl.h"
+#include "probe.h"
 #include <weft/scope.h>
 #include <weft/sync.h>
 
@@ -201,7 +202,8 @@ weft_scope_wait(weft_scope_t *s)
             break;
         }
         weft_time_t dl = timed_out ? WEFT_FOREVER : s->deadline;
-        int rc = weft__ecount_wait(&s->done_ec, key, dl);
+        int rc =
+            weft__ecount_wait_on(WEFT__WAIT_SCOPE, s, &s->done_ec, key, dl);
         if (rc == WEFT_ETIMEDOUT && !timed_out) {
             timed_out = true;
             weft__mutex_lock_nocancel(&s->lock);

@@ -36,6 +36,7 @@
 #include <limits.h>
 
 #include "mutex_impl.h"
+#include "probe.h"
 
 #define COUNT_MASK UINT64_C(0xffffffff)
 #define SLEEPER UINT64_C(0x100000000)
@@ -173,7 +174,7 @@ acquire_slow(weft__sem_t *s, weft_time_t deadline)
         if (try_take(s, SLEEPER)) {
             return WEFT_OK;
         }
-        int rc = weft__park(futex_word(s), 0, deadline);
+        int rc = weft__park_on(WEFT__WAIT_SEM, s, futex_word(s), 0, deadline);
         if (rc != WEFT_OK) {
             return leave(s, rc);
         }

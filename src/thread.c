@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 #include "plat.h"
+#include "probe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,7 +121,9 @@ weft_thread_join(weft_thread_t *t, void **result)
         return WEFT_EINVAL;
     }
     void *res = NULL;
+    weft__wait_begin(WEFT__WAIT_JOIN, t);
     int rc = weft__plat_thread_join(t->handle, &res);
+    weft__wait_end(WEFT__WAIT_JOIN, t, rc);
     if (rc != WEFT_OK) {
         return rc; /* EDEADLK: joining oneself; t stays valid */
     }

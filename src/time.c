@@ -2,6 +2,7 @@
 /* Monotonic time and absolute deadlines. */
 #include "internal.h"
 #include "plat.h"
+#include "probe.h"
 
 weft_time_t
 weft_now(void)
@@ -29,7 +30,7 @@ weft_sleep_until(weft_time_t deadline)
      * spurious or interrupted return just loops. */
     _Atomic uint32_t never = 0;
     while (weft__plat_now() < deadline) {
-        int rc = weft__park(&never, 0, deadline);
+        int rc = weft__park_on(WEFT__WAIT_SLEEP, NULL, &never, 0, deadline);
         if (rc == WEFT_ECANCELED) {
             return rc;
         }

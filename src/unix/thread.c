@@ -77,3 +77,32 @@ weft__plat_is_main_thread(void)
 {
     return weft__plat_gettid() == (int64_t)getpid();
 }
+
+/* One key: its destructor runs the registered exit function. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static void (*exit_fn)(void *);
+
+static void
+exit_trampoline(void *arg)
+{
+    if (exit_fn != NULL) {
+        exit_fn(arg);
+    }
+}
+
+static void
+exit_key_init(void)
+{
+    if (pthread_key_create(&exit_key, exit_trampoline) != 0) {
+        exit_fn = NULL;
+    }
+}
+
+int
+weft__plat_on_thread_exit(void (*fn)(void *), void *arg)
+{
+    (void)pthread_once(&exit_once, exit_key_init);
+    exit_fn = fn; /* one user (the thread registry): same fn every time */
+    return pthread_setspecific(exit_key, arg) == 0 ? WEFT_OK : WEFT_ENOMEM;
+}

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Probe dispatch and the per-thread records (see probe.h).
+ *
+ * DESIGN
+ * Sinks: a fixed array of at most MAX_SINKS, appended under a spinlock and
+ * never removed, so dispatchers read it without a lock (the count is
+ * published with release after the slot is written). A sink's mask is
+ * atomic; the global mask is the union, recomputed on every change.
+ * Records: one record per thread, in its static TLS, on a global list
+ * guarded by a spinlock (not a weft mutex: the mutex's slow path itself
+ * records waits, which would recurse into the registry). The platform's
+ * thread-exit hook unlinks it. Readers (dumps) walk the list under the
+ * spinlock and read the fields as relaxed snapshots.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <weft/thread.h>
+
+#include "plat.h"
+#include "probe.h"
+
+#define MAX_SINKS 4
+
+_Atomic uint32_t weft__probe_mask;
+
+typedef struct sink_slot {
+    const weft__probe_sink_t *sink;
+    _Atomic uint32_t mask;
+} sink_slot_t;
+
+static sink_slot_t sinks[MAX_SINKS];
+static _Atomic unsigned nsinks;
+static _Atomic uint32_t sink_lock;
+
+static void
+spin_lock(_Atomic uint32_t *l)
+{
+    while (atomic_exchange_explicit(l, 1, memory_order_acquire) != 0) {
+        weft__plat_thread_yield();
+    }
+}
+
+static void
+spin_unlock(_Atomic uint32_t *l)
+{
+    atomic_store_explicit(l, 0, memory_order_release);
+}
+
+static void
+recompute_mask(void)
+{
+    uint32_t m = 0;
+    unsigned n = atomic_load_explicit(&nsinks, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) {
+        m |= atomic_load_explicit(&sinks[i].mask, memory_order_relaxed);
+    }
+    atomic_store_explicit(&weft__probe_mask, m, memory_order_release);
+}
+
+int
+weft__probe_attach(const weft__probe_sink_t *sink, uint32_t mask)
+{
+    spin_lock(&sink_lock);
+    unsigned n = atomic_load_explicit(&nsinks, memory_order_relaxed);
+    if (n == MAX_SINKS) {
+        spin_unlock(&sink_lock);
+        return WEFT_EAGAIN;
+    }
+    sinks[n].sink = sink;
+    atomic_store_explicit(&sinks[n].mask, mask, memory_order_relaxed);
+    /* Release: dispatchers that read the new count see the slot. */
+    atomic_store_explicit(&nsinks, n + 1, memory_order_release);
+    recompute_mask();
+    spin_unlock(&sink_lock);
+    return WEFT_OK;
+}
+
+void
+weft__probe_set_mask(const weft__probe_sink_t *sink, uint32_t mask)
+{
+    spin_lock(&sink_lock);
+    unsigned n = atomic_load_explicit(&nsinks, memory_order_relaxed);
+    for (unsigned i = 0; i < n; i++) {
+        if (sinks[i].sink == sink) {
+            atomic_store_explicit(&sinks[i].mask, mask, memory_order_relaxed);
+        }
+    }
+    recompute_mask();
+    spin_unlock(&sink_lock);
+}
+
+/* Iterate the sinks that want bit and have the callback. */
+#define FOR_SINKS(bit, cb, call)                                               \
+    do {                                                                       \
+        unsigned n_ = atomic_load_explicit(&nsinks, memory_order_acquire);     \
+        for (unsigned i_ = 0; i_ < n_; i_++) {                                 \
+            const weft__probe_sink_t *s_ = sinks[i_].sink;                     \
+            if ((atomic_load_explicit(&sinks[i_].mask, memory_order_relaxed) & \
+                 (bit)) != 0 &&                                                \
+                s_->cb != NULL) {                                              \
+                s_->call;                                                      \
+            }                                                                  \
+        }                                                                      \
+    } while (0)
+
+void
+weft__probe_pool_event(const void *exec, weft__pool_ev_t ev, int worker)
+{
+    FOR_SINKS(WEFT__PROBE_TASK, pool_event, pool_event(exec, ev, worker));
+}
+
+void
+weft__probe_task_begin(const void *exec, uint64_t id, const char *label,
+                       weft_time_t queued_at, int worker)
+{
+    FOR_SINKS(WEFT__PROBE_TASK, task_begin,
+              task_begin(exec, id, label, queued_at, worker));
+}
+
+void
+weft__probe_task_end(const void *exec, uint64_t id, int code, int worker)
+{
+    FOR_SINKS(WEFT__PROBE_TASK, task_end, task_end(exec, id, code, worker));
+}
+
+void
+weft__probe_wait_begin(weft__wait_kind_t kind, const void *obj)
+{
+    FOR_SINKS(WEFT__PROBE_WAIT, wait_begin, wait_begin(kind, obj));
+}
+
+void
+weft__probe_wait_end(weft__wait_kind_t kind, const void *obj, int rc)
+{
+    FOR_SINKS(WEFT__PROBE_WAIT, wait_end, wait_end(kind, obj, rc));
+}
+
+void
+weft__probe_lock_acquired(const void *lock, weft__wait_kind_t kind,
+                          const void *site)
+{
+    FOR_SINKS(WEFT__PROBE_LOCK, lock_acquired, lock_acquired(lock, kind, site));
+}
+
+void
+weft__probe_lock_released(const void *lock, weft__wait_kind_t kind)
+{
+    FOR_SINKS(WEFT__PROBE_LOCK, lock_released, lock_released(lock, kind));
+}
+
+void
+weft__probe_queue_event(const void *queue, weft__queue_ev_t ev, size_t n)
+{
+    FOR_SINKS(WEFT__PROBE_QUEUE, queue_event, queue_event(queue, ev, n));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Thread records                                                            */
+
+static weft__thread_rec_t *records;
+static _Atomic uint32_t records_lock;
+static weft__thread_rec_t dummy_rec; /* when a record cannot be linked */
+/* The record lives in the thread's own static TLS: no allocation (tests
+ * count allocations), and glibc runs key destructors, which unlink it,
+ * before it frees a thread's TLS. */
+static _Thread_local weft__thread_rec_t self_storage;
+static _Thread_local weft__thread_rec_t *self_rec;
+
+static void
+rec_exit(void *arg)
+{
+    weft__thread_rec_t *r = arg;
+    spin_lock(&records_lock);
+    for (weft__thread_rec_t **p = &records; *p != NULL; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    }
+    spin_unlock(&records_lock);
+    self_rec = &dummy_rec; /* late waits during exit land here */
+}
+
+static WEFT__COLD weft__thread_rec_t *
+rec_register(void)
+{
+    weft__thread_rec_t *r = &self_storage;
+    atomic_init(&r->id, weft__self_id());
+    snprintf(r->name, sizeof(r->name), "%s", weft_thread_name());
+    if (weft__plat_on_thread_exit(rec_exit, r) != WEFT_OK) {
+        self_rec = &dummy_rec;
+        return self_rec;
+    }
+    spin_lock(&records_lock);
+    r->next = records;
+    records = r;
+    spin_unlock(&records_lock);
+    self_rec = r;
+    return r;
+}
+
+weft__thread_rec_t *
+weft__self_rec(void)
+{
+    weft__thread_rec_t *r = self_rec;
+    return WEFT__LIKELY(r != NULL) ? r : rec_register();
+}
+
+void
+weft__rec_foreach(void (*fn)(weft__thread_rec_t *r, void *ctx), void *ctx)
+{
+    spin_lock(&records_lock);
+    for (weft__thread_rec_t *r = records; r != NULL; r = r->next) {
+        fn(r, ctx);
+    }
+    spin_unlock(&records_lock);
+}
+
+bool
+weft__rec_name_of(uint32_t id, char *buf, size_t len)
+{
+    bool found = false;
+    spin_lock(&records_lock);
+    for (weft__thread_rec_t *r = records; r != NULL; r = r->next) {
+        if (atomic_load_explicit(&r->id, memory_order_relaxed) == id) {
+            snprintf(buf, len, "%s", r->name);
+            found = true;
+            break;
+        }
+    }
+    spin_unlock(&records_lock);
+    return found;
+}
+
+void
+weft__wait_begin(weft__wait_kind_t kind, const void *obj)
+{
+    weft__thread_rec_t *r = weft__self_rec();
+    /* Relaxed: snapshots for dumps; wait_kind last, so a reader that sees
+     * the kind usually sees its object too (a torn view is only cosmetic). */
+    atomic_store_explicit(&r->wait_obj, obj, memory_order_relaxed);
+    atomic_store_explicit(&r->wait_since, weft_now(), memory_order_relaxed);
+    atomic_store_explicit(&r->wait_kind, (uint32_t)kind, memory_order_release);
+    if (WEFT__PROBING(WEFT__PROBE_WAIT)) {
+        weft__probe_wait_begin(kind, obj);
+    }
+}
+
+void
+weft__wait_end(weft__wait_kind_t kind, const void *obj, int rc)
+{
+    weft__thread_rec_t *r = weft__self_rec();
+    atomic_store_explicit(&r->wait_kind, WEFT__WAIT_NONE, memory_order_release);
+    atomic_store_explicit(&r->wait_obj, NULL, memory_order_relaxed);
+    if (WEFT__PROBING(WEFT__PROBE_WAIT)) {
+        weft__probe_wait_end(kind, obj, rc);
+    }
+}
