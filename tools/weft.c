@@ -59,6 +59,9 @@ static const demo_t demos[] = {
     {"lock_contention", "Minimising lock contention",
      "A lock per element against private sums merged once: same sum, not the "
      "same speed."},
+    {"futures_as_completed", "Futures and as_completed",
+     "A completion queue hands futures back in the order they finish; "
+     "wait_many returns at the first."},
 };
 
 #define N_DEMOS (sizeof demos / sizeof demos[0])
