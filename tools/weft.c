@@ -62,6 +62,9 @@ static const demo_t demos[] = {
     {"futures_as_completed", "Futures and as_completed",
      "A completion queue hands futures back in the order they finish; "
      "wait_many returns at the first."},
+    {"map_ordered", "Executor.map",
+     "Results in input order with a bounded window, also from an endless "
+     "input."},
 };
 
 #define N_DEMOS (sizeof demos / sizeof demos[0])
