@@ -65,6 +65,9 @@ static const demo_t demos[] = {
     {"map_ordered", "Executor.map",
      "Results in input order with a bounded window, also from an endless "
      "input."},
+    {"periodic", "Timers",
+     "call_every runs every 50 ms until cancelled; call_later runs once, "
+     "never early."},
 };
 
 #define N_DEMOS (sizeof demos / sizeof demos[0])
