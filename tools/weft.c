@@ -68,6 +68,9 @@ static const demo_t demos[] = {
     {"periodic", "Timers",
      "call_every runs every 50 ms until cancelled; call_later runs once, "
      "never early."},
+    {"scope_first_failure", "Scopes",
+     "The first failure cancels the sibling tasks; a scope deadline cancels "
+     "them too."},
 };
 
 #define N_DEMOS (sizeof demos / sizeof demos[0])
