@@ -71,6 +71,9 @@ static const demo_t demos[] = {
     {"scope_first_failure", "Scopes",
      "The first failure cancels the sibling tasks; a scope deadline cancels "
      "them too."},
+    {"download_pages", "Downloads on the blocking lane",
+     "libcurl fetches 20 pages from a local server one by one, then all at "
+     "once."},
 };
 
 #define N_DEMOS (sizeof demos / sizeof demos[0])
