@@ -74,6 +74,9 @@ static const demo_t demos[] = {
     {"download_pages", "Downloads on the blocking lane",
      "libcurl fetches 20 pages from a local server one by one, then all at "
      "once."},
+    {"primes", "CPU-bound work on threads",
+     "Counting primes with weft_parallel_reduce: threads compute in parallel, "
+     "no GIL."},
 };
 
 #define N_DEMOS (sizeof demos / sizeof demos[0])
