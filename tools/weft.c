@@ -77,6 +77,9 @@ static const demo_t demos[] = {
     {"primes", "CPU-bound work on threads",
      "Counting primes with weft_parallel_reduce: threads compute in parallel, "
      "no GIL."},
+    {"fork_join", "Fork-join",
+     "Recursive fib with task groups; parallel_for and an ordered "
+     "parallel_reduce."},
 };
 
 #define N_DEMOS (sizeof demos / sizeof demos[0])
