@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <weft/executor.h>
 #include <weft/weft.h>
 
 /* Sanitizers slow every atomic and every lock: examples shrink their sizes
@@ -104,6 +105,57 @@ ex_join_threads(weft_thread_t **threads, size_t n)
     for (size_t i = 0; i < n; i++) {
         EX_OK(weft_thread_join(threads[i], NULL));
     }
+}
+
+/*
+ * ex_submit_started: weft_executor_submit, then wait until the task has
+ * started. A workaround for the pool's blocking lane, which starts a new
+ * thread only when no lane thread is idle at the moment of a submit: a
+ * thread just handed a task still counts as idle until it wakes, so a burst
+ * of blocking submits can queue behind one or two threads (and behind a
+ * task that blocks for good, wait for ever). Waiting for each start lets
+ * the lane grow to one thread per running task. Remove once the lane grows
+ * with its queue.
+ */
+typedef struct ex_start {
+    weft_task_fn fn;
+    void *arg;
+    weft_event_t started;
+} ex_start_t;
+
+static inline void *
+ex_run_started(void *arg)
+{
+    ex_start_t *s = arg;
+    weft_task_fn fn = s->fn;
+    void *fn_arg = s->arg;
+
+    weft_event_set(&s->started); /* s may be gone from here on */
+    return fn(fn_arg);
+}
+
+static inline int
+ex_submit_started(weft_executor_t *ex, weft_task_fn fn, void *arg,
+                  const weft_task_opts_t *opts, weft_future_t **out)
+{
+    ex_start_t s = {fn, arg, WEFT_EVENT_INIT};
+    weft_future_t *f;
+    int rc = weft_executor_submit(ex, ex_run_started, &s, opts, &f);
+
+    if (rc != WEFT_OK) {
+        return rc;
+    }
+    /* Until it starts, or finishes without starting (cancelled). */
+    while (weft_event_wait_until(&s.started, weft_deadline_in(WEFT_MSEC)) ==
+               WEFT_ETIMEDOUT &&
+           !weft_future_done(f)) {
+    }
+    if (out != NULL) {
+        *out = f;
+    } else {
+        weft_future_release(f);
+    }
+    return WEFT_OK;
 }
 
 #endif /* WEFT_EXAMPLE_H */
