@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "executor_impl.h"
+#include "plat.h"
 #include "probe.h"
 
 _Thread_local weft__task_ctx_t *weft__current_task;
@@ -107,7 +108,19 @@ weft__job_run(const weft__job_t *job)
     weft__task_ctx_t ctx;
     weft__task_enter(&ctx, f->label);
     weft__cancel_t *outer = weft__cancel_enter(&f->token);
+    /* Published for weft__cancel_running (a shutdown that cancels). */
+    weft__thread_rec_t *r = weft__self_rec();
+    weft__cancel_t *outer_running = atomic_exchange_explicit(
+        &r->running_token, &f->token, memory_order_seq_cst);
     void *value = f->fn(f->arg);
+    /* seq_cst store, then seq_cst load of cancel_busy: pairs with the
+     * canceller's store of cancel_busy and load of running_token, so the
+     * future is not released while a canceller still uses its token. */
+    atomic_store_explicit(&r->running_token, outer_running,
+                          memory_order_seq_cst);
+    while (atomic_load_explicit(&r->cancel_busy, memory_order_seq_cst) != 0) {
+        weft__plat_thread_yield();
+    }
     weft__cancel_enter(outer);
     weft__task_leave(&ctx);
     if (ctx.code != WEFT_OK) {
@@ -120,6 +133,27 @@ weft__job_run(const weft__job_t *job)
     }
     weft_future_release(f);
     return ctx.code;
+}
+
+static void
+cancel_if_ours(weft__thread_rec_t *r, void *exec)
+{
+    if (atomic_load_explicit(&r->task_exec, memory_order_relaxed) != exec) {
+        return;
+    }
+    atomic_store_explicit(&r->cancel_busy, 1, memory_order_seq_cst);
+    weft__cancel_t *tok =
+        atomic_load_explicit(&r->running_token, memory_order_seq_cst);
+    if (tok != NULL) {
+        weft__cancel_fire(tok);
+    }
+    atomic_store_explicit(&r->cancel_busy, 0, memory_order_release);
+}
+
+void
+weft__cancel_running(const void *exec)
+{
+    weft__rec_foreach(cancel_if_ours, (void *)(uintptr_t)exec);
 }
 
 void

@@ -23,6 +23,10 @@ typedef struct weft__job {
     weft_time_t queued_at;
 } weft__job_t;
 
+/* Fire the cancellation token of every future task of exec running now
+ * (shutdown with cancel_pending). */
+void weft__cancel_running(const void *exec);
+
 /* Stamp a job at submit (id, queue time) when task probes are on. */
 void weft__job_stamp(weft__job_t *job);
 

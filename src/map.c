@@ -15,6 +15,7 @@ struct weft_map {
     weft_future_t **ring;
     size_t window, head, count;
     bool input_done;
+    int submit_err;      /* a submit that failed: reported after the rest */
     weft_future_t *last; /* keeps the last failure's message alive */
 };
 
@@ -43,7 +44,7 @@ weft_executor_map(weft_executor_t *ex, weft_task_fn fn, weft_map_input_fn next,
     weft_task_opts_t defaults = WEFT_TASK_OPTS_INIT;
     *m = (weft_map_t){ex,      fn,     next, ctx, opts ? *opts : defaults,
                       m->ring, window, 0,    0,   false,
-                      NULL};
+                      WEFT_OK, NULL};
     *out = m;
     return WEFT_OK;
 }
@@ -61,7 +62,10 @@ top_up(weft_map_t *m)
         weft_future_t *f = NULL;
         int rc = weft_executor_submit(m->ex, m->fn, arg, &m->opts, &f);
         if (rc != WEFT_OK) {
-            m->input_done = true; /* the input item is lost: say why */
+            /* The input item pulled is lost: say why, once the results
+             * already in flight have been handed over. */
+            m->input_done = true;
+            m->submit_err = rc;
             return rc;
         }
         m->ring[(m->head + m->count) % m->window] = f;
@@ -79,13 +83,16 @@ weft_map_next(weft_map_t *m, void **result, int *future_code,
     }
     weft_future_release(m->last);
     m->last = NULL;
-    int rc = top_up(m);
-    if (rc != WEFT_OK && m->count == 0) {
-        return rc;
-    }
+    (void)top_up(m);
     if (m->count == 0) {
+        if (m->submit_err != WEFT_OK) {
+            int err = m->submit_err;
+            m->submit_err = WEFT_OK; /* reported once; then closed */
+            return err;
+        }
         return WEFT_ECLOSED;
     }
+    int rc;
     weft_future_t *f = m->ring[m->head];
     rc = weft_future_wait(f);
     if (rc != WEFT_OK) {

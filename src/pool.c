@@ -442,6 +442,7 @@ pool_shutdown(weft_executor_t *ex, bool wait, bool cancel_pending)
         atomic_store_explicit(&p->cancelling, true, memory_order_seq_cst);
         drain_injector(p, p->inj_hi);
         drain_injector(p, p->inj);
+        weft__cancel_running(p);
     }
     /* Wake every sleeper so each re-checks and reports idleness. */
     weft__ecount_wake(&p->idle_ec, INT32_MAX);

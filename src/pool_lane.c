@@ -85,18 +85,28 @@ reap(weft__lane_t *l)
     }
 }
 
-/* Start one more lane thread if none is idle and the cap allows. */
+/* More jobs queued than threads waiting for them (a thread handed a job
+ * counts as waiting until it wakes, so a burst needs the queue's size, not
+ * just "nobody idle"). */
+static bool
+lane_short(weft__lane_t *l)
+{
+    return weft_queue_size(l->q) >
+           atomic_load_explicit(&l->idle, memory_order_seq_cst);
+}
+
+/* Start one more lane thread if the queue outgrows the idle threads and
+ * the cap allows. */
 static void
 maybe_grow(weft__pool_t *p)
 {
     weft__lane_t *l = &p->lane;
-    if (atomic_load_explicit(&l->idle, memory_order_seq_cst) != 0) {
+    if (!lane_short(l)) {
         return;
     }
     weft__mutex_lock_nocancel(&l->lock);
     reap(l);
-    if (l->nthreads < l->max &&
-        atomic_load_explicit(&l->idle, memory_order_seq_cst) == 0) {
+    if (l->nthreads < l->max && lane_short(l)) {
         unsigned slot = 0;
         while (l->threads[slot] != NULL) {
             slot++;
@@ -147,8 +157,11 @@ weft__lane_submit(weft__pool_t *p, const weft__job_t *job,
         }
         break;
     default:
-        maybe_grow(p); /* a full queue needs a consumer to drain it */
-        rc = weft_queue_put_until(l->q, job, deadline);
+        rc = weft_queue_try_put(l->q, job);
+        if (rc == WEFT_EAGAIN) {
+            maybe_grow(p); /* a full queue needs consumers to drain it */
+            rc = weft_queue_put_until(l->q, job, deadline);
+        }
         break;
     }
     if (rc != WEFT_OK) {

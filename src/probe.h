@@ -166,8 +166,12 @@ typedef struct weft__thread_rec {
     _Atomic weft_time_t task_since;
     _Atomic(const void *) task_exec;       /* that task's executor */
     _Atomic(struct weft_future *) awaited; /* future waited on, if any */
-    struct weft__thread_rec *next;         /* registry list (registry lock) */
-    char name[32];                         /* copy, refreshed on rename */
+    /* The token of the future task running here, and a flag a canceller
+     * raises while it uses that pointer (see weft__job_run). */
+    _Atomic(weft__cancel_t *) running_token;
+    _Atomic uint32_t cancel_busy;
+    struct weft__thread_rec *next; /* registry list (registry lock) */
+    char name[32];                 /* copy, refreshed on rename */
 } weft__thread_rec_t;
 
 /* The calling thread's record (registered on first call; never NULL: a

@@ -172,8 +172,11 @@ weft_executor_map(weft_executor_t *ex, weft_task_fn fn, weft_map_input_fn next,
  * run) and *future_code WEFT_OK; when that task failed, WEFT_OK with
  * *future_code its code (message in *error, borrowed until the next call,
  * may be NULL to ignore) and *result NULL. Returns WEFT_ECLOSED after the
- * last result, WEFT_ECANCELED when the caller is cancelled. Not
- * thread-safe: one consumer per map.
+ * last result, WEFT_ECANCELED when the caller is cancelled. When a submit
+ * fails (WEFT_ESHUTDOWN, WEFT_ENOMEM...), the input item it carried is
+ * lost and no more input is pulled: the results already in flight are
+ * handed over first, then that error is returned once, then WEFT_ECLOSED.
+ * Not thread-safe: one consumer per map.
  */
 WEFT_API WEFT_NODISCARD int weft_map_next(weft_map_t *m, void **result,
                                           int *future_code, const char **error);

@@ -84,11 +84,15 @@ WEFT_API WEFT_NODISCARD int weft_pool_call_later(weft_executor_t *ex,
                                                  weft_future_t **out);
 
 /*
- * weft_pool_call_every: run fn(arg) every period ns (first run one period
- * from now) until cancelled: *out receives a future that finishes
- * CANCELLED after weft_future_cancel, or FAILED with the failure of a run
- * (a failing run stops the series). Runs never overlap: a run that takes
- * longer than the period delays the next. WEFT_EINVAL for period <= 0.
+ * weft_pool_call_every: run fn(arg) repeatedly until cancelled: the first
+ * run one period from now, each next one a period after the previous run
+ * ended (fixed delay: runs never overlap). *out receives a future that
+ * finishes CANCELLED after weft_future_cancel, or FAILED with the failure
+ * of a run (a failing run stops the series). Cancelling does not interrupt
+ * a run in progress (it is not a task of the future); at most that one run
+ * still happens after the cancel, and none after weft_executor_shutdown
+ * returns: keep arg valid until then. WEFT_EINVAL for period <= 0 or out
+ * NULL.
  */
 WEFT_API WEFT_NODISCARD int weft_pool_call_every(weft_executor_t *ex,
                                                  weft_time_t period,

@@ -23,8 +23,10 @@ extern "C" {
 
 /*
  * weft_scope_create: a scope whose tasks must finish by deadline
- * (WEFT_FOREVER: none): when it passes, the scope is cancelled and its
- * error is WEFT_ETIMEDOUT. Returns WEFT_OK or WEFT_ENOMEM.
+ * (WEFT_FOREVER: none): when it passes during weft_scope_wait, the scope
+ * is cancelled and its error is WEFT_ETIMEDOUT. The deadline is enforced by
+ * the waiter (no timer thread): a scope nobody waits for is not cancelled
+ * at its deadline. Returns WEFT_OK or WEFT_ENOMEM.
  */
 WEFT_API WEFT_NODISCARD int weft_scope_create(weft_time_t deadline,
                                               weft_scope_t **out);

@@ -4,7 +4,11 @@
 #define WEFT_WEFT_H
 
 #include <weft/base.h>
+#include <weft/executor.h>
+#include <weft/future.h>
+#include <weft/pool.h>
 #include <weft/queue.h>
+#include <weft/scope.h>
 #include <weft/sync.h>
 #include <weft/thread.h>
 
