@@ -508,6 +508,7 @@ static void
 pool_destroy(weft_executor_t *ex)
 {
     weft__pool_t *p = as_pool(ex);
+    weft__probe_object_event(WEFT__OBJ_POOL, p, p->base.name, false);
     stop_workers(p, p->n);
     free_pool(p);
 }
@@ -700,6 +701,7 @@ weft_pool_create(const weft_pool_opts_t *opts, weft_executor_t **out)
         free_pool(p);
         return rc;
     }
+    weft__probe_object_event(WEFT__OBJ_POOL, p, p->base.name, true);
     *out = &p->base;
     return WEFT_OK;
 }
@@ -710,4 +712,28 @@ weft_pool_workers(const weft_executor_t *ex)
     return ex != NULL && ex->ops == &weft__pool_ops
                ? as_pool((weft_executor_t *)ex)->n
                : 0;
+}
+
+bool
+weft__pool_gauges(const weft_executor_t *ex, weft__pool_gauges_t *g)
+{
+    if (!weft__is_pool(ex)) {
+        return false;
+    }
+    weft__pool_t *p = (weft__pool_t *)ex;
+    memset(g, 0, sizeof(*g));
+    g->workers = p->n;
+    /* Relaxed: snapshots. */
+    g->idle = atomic_load_explicit(&p->nidle, memory_order_relaxed);
+    g->searching = atomic_load_explicit(&p->nsearching, memory_order_relaxed);
+    g->queued = weft_queue_size(p->inj) + weft_queue_size(p->inj_hi);
+    for (unsigned i = 0; i < p->n; i++) {
+        g->deque_frames += weft__deque_size(&p->workers[i].dq);
+    }
+    weft__mutex_lock_nocancel(&p->lane.lock);
+    g->lane_threads = p->lane.nthreads;
+    weft_mutex_unlock(&p->lane.lock);
+    g->lane_idle = atomic_load_explicit(&p->lane.idle, memory_order_relaxed);
+    g->lane_queued = weft_queue_size(p->lane.q);
+    return true;
 }

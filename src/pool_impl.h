@@ -189,6 +189,21 @@ int weft__pool_inject(weft__pool_t *p, const weft__job_t *job, bool priority,
 weft__frame_t *weft__pool_steal(weft__worker_t *w,
                                 bool (*filter)(void *x, void *ctx), void *ctx);
 
+/* Live gauges of a pool, for observability (snapshots, no lock). */
+typedef struct weft__pool_gauges {
+    unsigned workers;      /* CPU workers */
+    unsigned idle;         /* parked with nothing to do */
+    unsigned searching;    /* awake, looking for work */
+    size_t queued;         /* jobs in the injectors */
+    size_t deque_frames;   /* frames on the workers' deques */
+    unsigned lane_threads; /* blocking-lane threads alive */
+    unsigned lane_idle;    /* of which waiting for work */
+    size_t lane_queued;    /* jobs queued for the lane */
+} weft__pool_gauges_t;
+
+/* Fill g for pool ex (false when ex is not a pool). Any thread. */
+bool weft__pool_gauges(const weft_executor_t *ex, weft__pool_gauges_t *g);
+
 /* Run a spawned child (forkjoin.c). */
 void weft__fj_run_spawn(weft__worker_t *w, weft__frame_t *f);
 

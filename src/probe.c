@@ -151,6 +151,18 @@ weft__probe_lock_released(const void *lock, weft__wait_kind_t kind)
 }
 
 void
+weft__probe_object_event(weft__obj_kind_t kind, const void *obj,
+                         const char *name, bool created)
+{
+    unsigned n = atomic_load_explicit(&nsinks, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) {
+        if (sinks[i].sink->object_event != NULL) {
+            sinks[i].sink->object_event(kind, obj, name, created);
+        }
+    }
+}
+
+void
 weft__probe_queue_event(const void *queue, weft__queue_ev_t ev, size_t n)
 {
     FOR_SINKS(WEFT__PROBE_QUEUE, queue_event, queue_event(queue, ev, n));

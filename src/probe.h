@@ -58,6 +58,12 @@ typedef enum weft__pool_ev {
     WEFT__POOL_EVS
 } weft__pool_ev_t;
 
+/* Objects observability may list (object_event probe). */
+typedef enum weft__obj_kind {
+    WEFT__OBJ_POOL = 0,  /* a weft_executor_t thread pool */
+    WEFT__OBJ_QUEUE = 1, /* a weft_queue_t */
+} weft__obj_kind_t;
+
 /* Queue events (queue_event probe). */
 typedef enum weft__queue_ev {
     WEFT__QUEUE_PUT = 0, /* n items went in */
@@ -87,6 +93,11 @@ typedef struct weft__probe_sink {
                           const void *site);
     void (*lock_released)(const void *lock, weft__wait_kind_t kind);
     void (*queue_event)(const void *queue, weft__queue_ev_t ev, size_t n);
+    /* A pool or queue was created (created true; name borrowed for the
+     * call) or is about to be destroyed (created false). Delivered to every
+     * sink, whatever its mask. */
+    void (*object_event)(weft__obj_kind_t kind, const void *obj,
+                         const char *name, bool created);
 } weft__probe_sink_t;
 
 /* The union of the attached sinks' masks. */
@@ -118,6 +129,8 @@ void weft__probe_lock_acquired(const void *lock, weft__wait_kind_t kind,
                                const void *site);
 void weft__probe_lock_released(const void *lock, weft__wait_kind_t kind);
 void weft__probe_queue_event(const void *queue, weft__queue_ev_t ev, size_t n);
+void weft__probe_object_event(weft__obj_kind_t kind, const void *obj,
+                              const char *name, bool created);
 
 #define WEFT__PROBE_POOL(exec, ev, worker)                                     \
     do {                                                                       \

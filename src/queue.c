@@ -344,6 +344,7 @@ weft_queue_create(const weft_queue_opts_t *opts, weft_queue_t **out)
     if (rc != WEFT_OK) {
         goto fail_kind;
     }
+    weft__probe_object_event(WEFT__OBJ_QUEUE, q, q->name, true);
     *out = q;
     return WEFT_OK;
 
@@ -369,6 +370,7 @@ weft_queue_destroy(weft_queue_t *q)
             "weft_queue_destroy: threads still wait on queue '%s'",
             q->name != NULL ? q->name : "");
     }
+    weft__probe_object_event(WEFT__OBJ_QUEUE, q, q->name, false);
     q->ops->fini(q);
     weft__free(q->name);
     weft__free_aligned(q);
