@@ -176,6 +176,12 @@ run_outside_child(void *arg)
     return NULL;
 }
 
+bool
+weft__fj_job_must_run(const weft__job_t *job)
+{
+    return job->fn == run_outside_child;
+}
+
 static void
 count_spawn(fj_group_t *g)
 {
@@ -277,10 +283,11 @@ help(weft__worker_t *w, fj_group_t *g)
             weft__frame_run(w, f);
             return true;
         }
-        /* Not ours: put it back; it was just popped, so this push always
-         * has room. */
-        bool ok = weft__deque_push(&w->dq, f);
-        WEFT_ASSERT(ok, "re-pushing a popped frame failed");
+        /* Not of this tree: isolation forbids running it here, and
+         * putting it back would hide the group's own children beneath it.
+         * Any other worker (or this one, after the wait) runs it. */
+        weft__pool_overflow_push(w->pool, f);
+        return true;
     }
     f = weft__pool_steal(w, same_tree, &g->iso);
     if (f != NULL) {
@@ -295,7 +302,9 @@ help(weft__worker_t *w, fj_group_t *g)
 static inline int
 group_result(fj_group_t *g)
 {
-    int err = atomic_load_explicit(&g->first_err, memory_order_relaxed);
+    /* Read and reset: the group may be reused for another round. */
+    int err =
+        atomic_exchange_explicit(&g->first_err, WEFT_OK, memory_order_relaxed);
     if (err == WEFT_OK &&
         WEFT__UNLIKELY(weft__cancel_is_fired(weft__cancel_current()))) {
         err = WEFT_ECANCELED;

@@ -97,6 +97,41 @@ weft__frame_spill(weft__worker_t *w)
     weft_mutex_unlock(&p->spare_lock);
 }
 
+void
+weft__pool_overflow_push(weft__pool_t *p, weft__frame_t *f)
+{
+    f->next = NULL;
+    weft__mutex_lock_nocancel(&p->spare_lock);
+    if (p->overflow_tail != NULL) {
+        p->overflow_tail->next = f;
+    } else {
+        p->overflow_head = f;
+    }
+    p->overflow_tail = f;
+    atomic_fetch_add_explicit(&p->overflow_n, 1, memory_order_seq_cst);
+    weft_mutex_unlock(&p->spare_lock);
+    weft__pool_wake_one(p);
+}
+
+static weft__frame_t *
+overflow_pop(weft__pool_t *p)
+{
+    if (atomic_load_explicit(&p->overflow_n, memory_order_relaxed) == 0) {
+        return NULL;
+    }
+    weft__mutex_lock_nocancel(&p->spare_lock);
+    weft__frame_t *f = p->overflow_head;
+    if (f != NULL) {
+        p->overflow_head = f->next;
+        if (p->overflow_head == NULL) {
+            p->overflow_tail = NULL;
+        }
+        atomic_fetch_sub_explicit(&p->overflow_n, 1, memory_order_relaxed);
+    }
+    weft_mutex_unlock(&p->spare_lock);
+    return f;
+}
+
 static void
 free_frames(weft__frame_t *f)
 {
@@ -135,7 +170,8 @@ static void
 run_job(weft__pool_t *p, const weft__job_t *job)
 {
     if (WEFT__UNLIKELY(
-            atomic_load_explicit(&p->cancelling, memory_order_relaxed))) {
+            atomic_load_explicit(&p->cancelling, memory_order_relaxed)) &&
+        !weft__fj_job_must_run(job)) {
         if (job->fut == NULL) {
             atomic_fetch_add_explicit(&p->dropped, 1, memory_order_relaxed);
         }
@@ -199,9 +235,10 @@ weft__pool_steal(weft__worker_t *w, bool (*filter)(void *x, void *ctx),
 
 /* ---------------------------------------------------------------- injector */
 
-/* Take this worker's share of the injector: run one job, queue the rest. */
+/* Take this worker's share of the injector: one job for the caller to run,
+ * the rest queued on the worker's deque. */
 static bool
-take_injected(weft__worker_t *w, weft_queue_t *q)
+take_injected(weft__worker_t *w, weft_queue_t *q, weft__job_t *first)
 {
     weft__pool_t *p = w->pool;
     size_t avail = weft_queue_size(q);
@@ -234,7 +271,7 @@ take_injected(weft__worker_t *w, weft_queue_t *q)
     if (got > 1) {
         weft__pool_wake_one(p);
     }
-    run_job(p, &jobs[0]);
+    *first = jobs[0];
     return true;
 }
 
@@ -273,8 +310,27 @@ weft__pool_inject(weft__pool_t *p, const weft__job_t *job, bool priority,
 
 /* ---------------------------------------------------------------- workers */
 
+/* Something found to run: a job from an injector or a stolen frame. */
+typedef struct found {
+    weft__job_t job;
+    weft__frame_t *frame; /* NULL: run job */
+} found_t;
+
+static void
+run_found(weft__worker_t *w, found_t *x)
+{
+    if (x->frame != NULL) {
+        weft__frame_run(w, x->frame);
+    } else {
+        run_job(w->pool, &x->job);
+    }
+}
+
+/* Look for work outside the own deque. The caller runs what is found
+ * (after it stops searching: a searching worker running a task that
+ * blocks would keep every submit from waking a sleeper). */
 static bool
-find_work(weft__worker_t *w)
+find_work(weft__worker_t *w, found_t *x)
 {
     weft__pool_t *p = w->pool;
     weft_time_t due =
@@ -282,21 +338,24 @@ find_work(weft__worker_t *w)
     if (WEFT__UNLIKELY(due != WEFT_FOREVER) && weft_now() >= due) {
         (void)weft__timers_fire(p);
     }
-    if (take_injected(w, p->inj_hi) || take_injected(w, p->inj)) {
+    x->frame = NULL;
+    if (take_injected(w, p->inj_hi, &x->job) ||
+        take_injected(w, p->inj, &x->job)) {
         return true;
     }
-    weft__frame_t *f = weft__pool_steal(w, NULL, NULL);
-    if (f != NULL) {
-        weft__frame_run(w, f);
+    x->frame = overflow_pop(p);
+    if (x->frame != NULL) {
         return true;
     }
-    return false;
+    x->frame = weft__pool_steal(w, NULL, NULL);
+    return x->frame != NULL;
 }
 
 static bool
 work_visible(weft__pool_t *p)
 {
-    if (!weft_queue_empty(p->inj) || !weft_queue_empty(p->inj_hi)) {
+    if (!weft_queue_empty(p->inj) || !weft_queue_empty(p->inj_hi) ||
+        atomic_load_explicit(&p->overflow_n, memory_order_seq_cst) != 0) {
         return true;
     }
     for (unsigned i = 0; i < p->n; i++) {
@@ -319,16 +378,18 @@ stop_searching(weft__pool_t *p, bool found)
     }
 }
 
-/* Nothing to do: spin briefly, then sleep. False when the pool stops. */
-static bool
-idle_wait(weft__worker_t *w)
+/* 1: found and ran work; 0: the pool stops; -1: woken, search again. */
+static int
+search_then_sleep(weft__worker_t *w)
 {
     weft__pool_t *p = w->pool;
     atomic_fetch_add_explicit(&p->nsearching, 1, memory_order_seq_cst);
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        if (find_work(w)) {
+        found_t x;
+        if (find_work(w, &x)) {
             stop_searching(p, true);
-            return true;
+            run_found(w, &x);
+            return 1;
         }
         if (i % 8 == 7) {
             weft__plat_thread_yield();
@@ -347,7 +408,7 @@ idle_wait(weft__worker_t *w)
     if (state == POOL_STOPPING || work_visible(p)) {
         weft__ecount_cancel(&p->idle_ec);
         atomic_fetch_sub_explicit(&p->nidle, 1, memory_order_seq_cst);
-        return state != POOL_STOPPING;
+        return state == POOL_STOPPING ? 0 : -1;
     }
     if (state == POOL_CLOSING) {
         atomic_fetch_add_explicit(&p->quiesce, 1, memory_order_seq_cst);
@@ -371,9 +432,33 @@ idle_wait(weft__worker_t *w)
     atomic_fetch_add_explicit(&p->wakes, 1, memory_order_seq_cst);
     if (keeper) {
         atomic_store_explicit(&p->timers.keeper, 0, memory_order_release);
+        /* Woken for work before the timer was due: hand the keeping on to
+         * another sleeper, which re-parks with the deadline. */
+        if (atomic_load_explicit(&p->timers.next_due, memory_order_acquire) !=
+            WEFT_FOREVER) {
+            weft__ecount_notify(&p->idle_ec, 1);
+        }
     }
     atomic_fetch_sub_explicit(&p->nidle, 1, memory_order_seq_cst);
-    return true;
+    return -1;
+}
+
+/*
+ * Nothing to do: search (spin briefly), then sleep; a worker woken from
+ * its sleep searches again, so that when it finds work it passes the
+ * search on if work remains (stop_searching): one wake per submit then
+ * reaches as many workers as there are jobs. Returns after running what
+ * it found; false when the pool stops.
+ */
+static bool
+idle_wait(weft__worker_t *w)
+{
+    for (;;) {
+        int r = search_then_sleep(w);
+        if (r >= 0) {
+            return r != 0;
+        }
+    }
 }
 
 static void *
@@ -388,7 +473,9 @@ worker_main(void *arg)
             weft__frame_run(w, f);
             continue;
         }
-        if (find_work(w)) {
+        found_t x;
+        if (find_work(w, &x)) {
+            run_found(w, &x);
             continue;
         }
         if (!idle_wait(w)) {
@@ -419,6 +506,18 @@ drain_injector(weft__pool_t *p, weft_queue_t *q)
 {
     weft__job_t job;
     while (weft_queue_try_get(q, &job) == WEFT_OK) {
+        if (weft__fj_job_must_run(&job)) {
+            /* A fork-join child: its group waits for it. Back in line:
+             * the injector is closed to submits, so hand it over as an
+             * overflow frame. */
+            weft__frame_t *f = weft__malloc(sizeof(*f));
+            WEFT_ASSERT(f != NULL, "out of memory keeping a group's child");
+            atomic_init(&f->iso, 0);
+            f->kind = FRAME_JOB;
+            f->u.job = job;
+            weft__pool_overflow_push(p, f);
+            continue;
+        }
         if (job.fut == NULL) {
             atomic_fetch_add_explicit(&p->dropped, 1, memory_order_relaxed);
         }

@@ -97,8 +97,12 @@ typedef struct weft__pool {
     unsigned ndeques;         /* initialised deques (creation unwinding) */
     weft_mutex_t shut_lock;
     bool stopped;
-    weft_mutex_t spare_lock; /* guards spare */
+    weft_mutex_t spare_lock; /* guards spare and overflow */
     weft__frame_t *spare;    /* frames no worker holds, in batches */
+    /* Frames a group waiter set aside (not of its tree): any worker runs
+     * them. A list, FIFO, unbounded (bounded in practice by the deques). */
+    weft__frame_t *overflow_head, *overflow_tail;
+    _Atomic size_t overflow_n;
     weft__lane_t lane;
     weft__timers_t timers;
 } weft__pool_t;
@@ -203,6 +207,13 @@ typedef struct weft__pool_gauges {
 
 /* Fill g for pool ex (false when ex is not a pool). Any thread. */
 bool weft__pool_gauges(const weft_executor_t *ex, weft__pool_gauges_t *g);
+
+/* Hand a frame to any worker through the pool's overflow list. */
+void weft__pool_overflow_push(weft__pool_t *p, weft__frame_t *f);
+
+/* Whether a queued job must run even when shutdown cancels pending work
+ * (a fork-join child: its group waits for it). */
+bool weft__fj_job_must_run(const weft__job_t *job);
 
 /* Run a spawned child (forkjoin.c). */
 void weft__fj_run_spawn(weft__worker_t *w, weft__frame_t *f);

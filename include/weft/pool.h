@@ -29,7 +29,7 @@ typedef struct weft_pool_opts {
     /* CPU workers; 0: weft_cpu_count(). At most 1024. */
     unsigned workers;
     /* Capacity of the submission queue for tasks from outside the pool
-     * (rounded up to a power of two); 0: 4096 per worker. */
+     * (exactly this many queued tasks); 0: 4096 per worker. */
     size_t queue_capacity;
     /* What a submit does when that queue is full; WEFT_SUBMIT_DEFAULT
      * means WEFT_SUBMIT_BLOCK. */
@@ -163,8 +163,9 @@ typedef void (*weft_range_fn)(size_t lo, size_t hi, void *ctx);
 
 /*
  * weft_parallel_for: call body over disjoint sub-ranges covering [lo, hi)
- * on ex's workers, and wait. grain: the smallest sub-range (0: automatic,
- * about 8 chunks per worker, adapting to stealing). Callable from inside
+ * on ex's workers, and wait. grain: ranges are split in halves until a
+ * piece has at most grain indices (0: automatic, about 8 pieces per
+ * worker). Callable from inside
  * or outside the pool. Returns WEFT_OK, WEFT_EINVAL (NULL ex or body,
  * lo > hi), WEFT_ESHUTDOWN, or the first failure a body reported.
  */

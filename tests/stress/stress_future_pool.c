@@ -560,10 +560,10 @@ test_completion_queue_pool_futures(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Known bugs: these tests fail until the implementation is fixed            */
+/* Regression tests for bugs found and fixed                                 */
 
 /*
- * KNOWN BUG (fails): wait_many over pool futures only, each task blocked
+ * Regression: wait_many over pool futures only, each task blocked
  * on its own gate, one worker per task. The task whose gate opens must
  * finish and be reported. It hangs when a worker that picked up a gated
  * task while searching for work stays counted as searching: submits then

@@ -530,10 +530,10 @@ test_blocking_lane(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Known bugs: these tests fail until the implementation is fixed            */
+/* Regression tests for bugs found and fixed                                 */
 
 /*
- * KNOWN BUG (fails): the blocking lane starts a thread only when a submit
+ * Regression: the blocking lane starts a thread only when a submit
  * finds no idle lane thread, and a thread counts as idle from its start
  * until it has taken a job. In a burst, submits find the threads just
  * started "idle" and start no more, so queued blocking tasks wait for the

@@ -1137,10 +1137,10 @@ test_map_destroy_frees_results(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Known bugs: these tests fail until the implementation is fixed            */
+/* Regression tests for bugs found and fixed                                 */
 
 /*
- * KNOWN BUG (fails): weft_executor_shutdown(cancel_pending) promises that
+ * Regression: weft_executor_shutdown(cancel_pending) promises that
  * running tasks "finish; their tokens are set" (executor.h), and
  * weft_cancelled names "a shutdown that cancels". The pool cancels what is
  * queued but never fires the tokens of running tasks: a task blocked in a

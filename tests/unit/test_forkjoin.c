@@ -845,10 +845,10 @@ test_isolation(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Known bugs: these tests fail until the implementation is fixed            */
+/* Regression tests for bugs found and fixed                                 */
 
 /*
- * KNOWN BUG (fails): a group waiter helps only from the bottom of its own
+ * Regression: a group waiter helps only from the bottom of its own
  * deque: when the frame there belongs to another tree it puts it back and
  * looks no further, so the group's own children beneath it are out of its
  * reach. A child that submits a task from inside (a frame pushed above its

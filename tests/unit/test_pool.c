@@ -914,13 +914,15 @@ test_shutdown_cancel_pending(void **state)
     }
     assert_int_equal(weft_future_state(lf), WEFT_FUTURE_CANCELLED);
     assert_int_equal(weft_future_state(tf), WEFT_FUTURE_CANCELLED);
-    /* The running tasks are still running; they finish normally. */
-    assert_int_equal(weft_future_state(gf), WEFT_FUTURE_RUNNING);
-    assert_int_equal(weft_future_state(lgf), WEFT_FUTURE_RUNNING);
+    /* The running tasks had their tokens set: their waits end with
+     * WEFT_ECANCELED and they finish with their own result. */
     weft_event_set(&g.open);
     weft_event_set(&lg.open);
     assert_int_equal(weft_executor_shutdown(ex, true, true), WEFT_OK);
     assert_true(weft_future_done(gf) && weft_future_done(lgf));
+    assert_int_equal(atomic_load(&g.rc), WEFT_ECANCELED);
+    assert_int_equal(atomic_load(&lg.rc), WEFT_ECANCELED);
+    assert_int_equal(atomic_load(&g.saw_cancel), 1);
     void *v = NULL;
     assert_int_equal(weft_future_result(gf, &v), WEFT_OK);
     assert_int_equal(pint(v), 77);
@@ -1132,10 +1134,10 @@ test_idle_pool_uses_no_cpu(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Known bugs: these tests fail until the implementation is fixed            */
+/* Regression tests for bugs found and fixed                                 */
 
 /*
- * KNOWN BUG (fails): a worker that finds a task while it searches (the
+ * Regression: a worker that finds a task while it searches (the
  * spin phase of its idle wait) runs it still counted as searching, so
  * while that task blocks, every submit sees a searcher and wakes nobody:
  * a task queued next waits for the blocked one although other workers
@@ -1205,7 +1207,7 @@ test_idle_worker_woken_while_a_searcher_blocks(void **state)
 }
 
 /*
- * KNOWN BUG (fails): timers are kept by one sleeping worker (the keeper).
+ * Regression: timers are kept by one sleeping worker (the keeper).
  * When a submit wakes the keeper to run a task, the role is dropped and
  * the other idle workers sleep without a deadline: a due timer waits for
  * the busy worker, though a worker is idle. "The pool's idle workers
