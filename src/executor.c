@@ -136,8 +136,9 @@ weft__job_run(const weft__job_t *job)
 }
 
 static void
-cancel_if_ours(weft__thread_rec_t *r, void *exec)
+cancel_if_ours(weft__thread_rec_t *r, void *ctx)
 {
+    const void *exec = *(const void *const *)ctx;
     if (atomic_load_explicit(&r->task_exec, memory_order_relaxed) != exec) {
         return;
     }
@@ -153,7 +154,7 @@ cancel_if_ours(weft__thread_rec_t *r, void *exec)
 void
 weft__cancel_running(const void *exec)
 {
-    weft__rec_foreach(cancel_if_ours, (void *)(uintptr_t)exec);
+    weft__rec_foreach(cancel_if_ours, (void *)&exec);
 }
 
 void

@@ -3,6 +3,7 @@
 #include "plat.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -81,13 +82,15 @@ weft__plat_is_main_thread(void)
 /* One key: its destructor runs the registered exit function. */
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
-static void (*exit_fn)(void *);
+/* Set by every registration (always the same function): atomic, relaxed. */
+static _Atomic(void (*)(void *)) exit_fn;
 
 static void
 exit_trampoline(void *arg)
 {
-    if (exit_fn != NULL) {
-        exit_fn(arg);
+    void (*fn)(void *) = atomic_load_explicit(&exit_fn, memory_order_relaxed);
+    if (fn != NULL) {
+        fn(arg);
     }
 }
 
@@ -95,7 +98,7 @@ static void
 exit_key_init(void)
 {
     if (pthread_key_create(&exit_key, exit_trampoline) != 0) {
-        exit_fn = NULL;
+        atomic_store_explicit(&exit_fn, NULL, memory_order_relaxed);
     }
 }
 
@@ -103,6 +106,7 @@ int
 weft__plat_on_thread_exit(void (*fn)(void *), void *arg)
 {
     (void)pthread_once(&exit_once, exit_key_init);
-    exit_fn = fn; /* one user (the thread registry): same fn every time */
+    /* One user (the thread registry): the same fn every time. */
+    atomic_store_explicit(&exit_fn, fn, memory_order_relaxed);
     return pthread_setspecific(exit_key, arg) == 0 ? WEFT_OK : WEFT_ENOMEM;
 }
