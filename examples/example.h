@@ -109,13 +109,9 @@ ex_join_threads(weft_thread_t **threads, size_t n)
 
 /*
  * ex_submit_started: weft_executor_submit, then wait until the task has
- * started. A workaround for the pool's blocking lane, which starts a new
- * thread only when no lane thread is idle at the moment of a submit: a
- * thread just handed a task still counts as idle until it wakes, so a burst
- * of blocking submits can queue behind one or two threads (and behind a
- * task that blocks for good, wait for ever). Waiting for each start lets
- * the lane grow to one thread per running task. Remove once the lane grows
- * with its queue.
+ * started. The examples use it where what they show needs the task to be
+ * running already (a running task being cancelled, a server thread
+ * accepting before the client connects), not just queued.
  */
 typedef struct ex_start {
     weft_task_fn fn;

@@ -64,7 +64,8 @@ fail_soon(void *arg)
 
 /* weft_scope_submit(s, pool, fn, arg, &opts, out) is a submit with
  * opts.scope = s; this one also waits until the task has started (see
- * ex_submit_started in example.h). Blocking tasks go on the blocking
+ * ex_submit_started in example.h), so the siblings are running when the
+ * failure cancels them. Blocking tasks go on the blocking
  * lane, the others on a CPU worker. */
 static weft_future_t *
 submit(weft_scope_t *s, weft_executor_t *pool, weft_task_fn fn, void *arg,
