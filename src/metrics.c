@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Metrics collection: a probe sink that counts pool and queue events into
- * per-thread cells, and the snapshot that merges them.
+ * Metrics collection: a probe sink that counts pool and task events into
+ * per-thread cells, and the snapshot that merges them with the pools' live
+ * gauges and the queues' own counters.
  *
  * DESIGN
  * Registry: fixed tables of pool and queue slots, filled from object
@@ -17,6 +18,8 @@
  * before use, readers skip it. Blocks are never freed: a thread's exit
  * releases its block, the next new thread adopts it (the counts stay,
  * they are sums), so memory is bounded by the peak thread count.
+ * Queues need no cells: each counts its puts itself (the queue layer
+ * fires no put/get probes), so a snapshot reads them under reg_lock.
  * Lookup: a per-thread cache of the last object seen, checked against the
  * slot (object and generation), else a scan of the table.
  */
@@ -28,6 +31,7 @@
 #include "metrics_impl.h"
 #include "pool_impl.h"
 #include "probe.h"
+#include "queue_impl.h"
 
 #define MAX_POOLS 32
 #define MAX_QUEUES 64
@@ -51,16 +55,10 @@ typedef struct pool_cell {
     hist_cell_t wait, run;
 } pool_cell_t;
 
-typedef struct queue_cell {
-    _Atomic uint32_t gen;
-    _Atomic uint64_t puts, gets;
-} queue_cell_t;
-
 typedef struct tblock {
     struct tblock *next; /* list of all blocks (immutable once linked) */
     _Atomic uint32_t in_use;
     _Atomic(pool_cell_t *) pools[MAX_POOLS];
-    _Atomic(queue_cell_t *) queues[MAX_QUEUES];
 } tblock_t;
 
 typedef struct slot {
@@ -83,9 +81,9 @@ static _Thread_local tblock_t *self_block;
 static _Thread_local struct {
     const void *obj;
     unsigned idx;
-} pool_cache, queue_cache;
+} pool_cache;
 static _Thread_local weft_time_t nest[NEST_MAX];
-static _Thread_local unsigned depth;
+static _Thread_local unsigned nest_depth;
 /* Bumped by every enable: a thread whose epoch differs forgets its nesting
  * (task ends missed while collection was off). */
 static _Atomic uint32_t epoch;
@@ -251,42 +249,6 @@ pool_cell(const void *exec)
     return c;
 }
 
-static queue_cell_t *
-queue_cell(const void *q)
-{
-    int s;
-    if (queue_cache.obj == q &&
-        atomic_load_explicit(&queues[queue_cache.idx].obj,
-                             memory_order_relaxed) == q) {
-        s = (int)queue_cache.idx;
-    } else if ((s = slot_find(queues, MAX_QUEUES, q)) >= 0) {
-        queue_cache.obj = q;
-        queue_cache.idx = (unsigned)s;
-    }
-    tblock_t *b = block_self();
-    if (s < 0 || b == NULL) {
-        return NULL;
-    }
-    queue_cell_t *c = atomic_load_explicit(&b->queues[s], memory_order_relaxed);
-    if (WEFT__UNLIKELY(c == NULL)) {
-        c = weft__calloc(1, sizeof(*c));
-        if (c == NULL) {
-            return NULL;
-        }
-        atomic_init(&c->gen, UINT32_MAX);
-        atomic_store_explicit(&b->queues[s], c, memory_order_release);
-    }
-    uint32_t gen = atomic_load_explicit(&queues[s].gen, memory_order_relaxed);
-    if (WEFT__UNLIKELY(atomic_load_explicit(&c->gen, memory_order_relaxed) !=
-                       gen)) {
-        atomic_store_explicit(&c->gen, UINT32_MAX, memory_order_release);
-        atomic_store_explicit(&c->puts, 0, memory_order_relaxed);
-        atomic_store_explicit(&c->gets, 0, memory_order_relaxed);
-        atomic_store_explicit(&c->gen, gen, memory_order_release);
-    }
-    return c;
-}
-
 static bool
 is_internal_queue(const char *name)
 {
@@ -358,9 +320,9 @@ on_task_begin(const void *exec, uint64_t id, const char *label,
     uint32_t ep = atomic_load_explicit(&epoch, memory_order_relaxed);
     if (WEFT__UNLIKELY(ep != self_epoch)) {
         self_epoch = ep;
-        depth = 0;
+        nest_depth = 0;
     }
-    unsigned d = depth++;
+    unsigned d = nest_depth++;
     if (d < NEST_MAX) {
         nest[d] = now;
     }
@@ -383,10 +345,10 @@ on_task_end(const void *exec, uint64_t id, int code, int worker)
 {
     (void)id;
     (void)worker;
-    if (depth == 0) {
+    if (nest_depth == 0) {
         return; /* began before metrics were enabled */
     }
-    unsigned d = --depth;
+    unsigned d = --nest_depth;
     pool_cell_t *c = pool_cell(exec);
     if (c == NULL) {
         return;
@@ -410,23 +372,10 @@ on_task_end(const void *exec, uint64_t id, int code, int worker)
     }
 }
 
-static void
-on_queue(const void *q, weft__queue_ev_t ev, size_t n)
-{
-    if (ev == WEFT__QUEUE_CLOSE) {
-        return;
-    }
-    queue_cell_t *c = queue_cell(q);
-    if (c != NULL) {
-        bump(ev == WEFT__QUEUE_PUT ? &c->puts : &c->gets, n);
-    }
-}
-
 static const weft__probe_sink_t sink = {
     .pool_event = on_pool,
     .task_begin = on_task_begin,
     .task_end = on_task_end,
-    .queue_event = on_queue,
     .object_event = on_object,
 };
 
@@ -466,7 +415,7 @@ weft_metrics_enable(bool on)
         atomic_fetch_add_explicit(&epoch, 1, memory_order_relaxed);
     }
     atomic_store_explicit(&enabled, on, memory_order_relaxed);
-    weft__probe_set_mask(&sink, on ? WEFT__PROBE_TASK | WEFT__PROBE_QUEUE : 0);
+    weft__probe_set_mask(&sink, on ? WEFT__PROBE_TASK : 0);
 }
 
 bool
@@ -599,21 +548,19 @@ fill_queue(unsigned s, weft_metrics_queue_t *q)
     slot_t *sl = &queues[s];
     const weft_queue_t *wq = atomic_load_explicit(&sl->obj,
                                                   memory_order_relaxed);
-    uint32_t gen = atomic_load_explicit(&sl->gen, memory_order_relaxed);
     snprintf(q->name, sizeof(q->name), "%s", sl->name);
-    q->depth = weft_queue_size(wq);
-    q->capacity = weft_queue_capacity(wq);
-    for (tblock_t *b = atomic_load_explicit(&blocks, memory_order_acquire);
-         b != NULL; b = b->next) {
-        queue_cell_t *c = atomic_load_explicit(&b->queues[s],
-                                               memory_order_acquire);
-        /* Acquire: pairs with the release store of gen in queue_cell. */
-        if (c != NULL &&
-            atomic_load_explicit(&c->gen, memory_order_acquire) == gen) {
-            q->puts += atomic_load_explicit(&c->puts, memory_order_relaxed);
-            q->gets += atomic_load_explicit(&c->gets, memory_order_relaxed);
-        }
-    }
+    /* The queue counts its own puts (always, whether metrics are on or
+     * not; no queue probe needed); gets are puts minus what is held. Size
+     * first: puts read later is at least as new, so gets never goes
+     * negative and never runs ahead of the real count by more than the
+     * puts that raced with the read. */
+    size_t depth = weft_queue_size(wq);
+    uint64_t puts = wq->ops->puts(wq);
+    q->depth = depth;
+    q->puts = puts;
+    q->gets = puts >= depth ? puts - depth : 0;
+    size_t cap = weft_queue_capacity(wq);
+    q->capacity = cap == WEFT_QUEUE_UNBOUNDED ? 0 : cap;
 }
 
 void
