@@ -38,8 +38,19 @@
 #define MAX_WORKERS 256 /* utilisation beyond this index is not tracked */
 #define NEST_MAX 8      /* task nesting depth timed (helping waits) */
 
-enum { C_SUBMIT, C_START, C_OK, C_FAIL, C_CANCEL, C_REJECT, C_STEAL,
-       C_PARK, C_UNPARK, C_DROP, NCTR };
+enum {
+    C_SUBMIT,
+    C_START,
+    C_OK,
+    C_FAIL,
+    C_CANCEL,
+    C_REJECT,
+    C_STEAL,
+    C_PARK,
+    C_UNPARK,
+    C_DROP,
+    NCTR
+};
 
 typedef struct hist_cell {
     _Atomic uint64_t b[WEFT__HIST_NB];
@@ -48,9 +59,9 @@ typedef struct hist_cell {
 
 typedef struct pool_cell {
     _Atomic uint32_t gen;
-    _Atomic int32_t worker;       /* this thread's worker index, or -1 */
+    _Atomic int32_t worker; /* this thread's worker index, or -1 */
     _Atomic uint64_t ctr[NCTR];
-    _Atomic uint64_t busy_ns;     /* outermost tasks' run time */
+    _Atomic uint64_t busy_ns;      /* outermost tasks' run time */
     _Atomic weft_time_t run_since; /* outermost task running since, or 0 */
     hist_cell_t wait, run;
 } pool_cell_t;
@@ -107,9 +118,8 @@ spin_unlock(_Atomic uint32_t *l)
 static inline void
 bump(_Atomic uint64_t *c, uint64_t n)
 {
-    atomic_store_explicit(
-        c, atomic_load_explicit(c, memory_order_relaxed) + n,
-        memory_order_relaxed);
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------- blocks */
@@ -238,7 +248,8 @@ pool_cell(const void *exec)
         return NULL;
     }
     pool_cell_t *c = atomic_load_explicit(&b->pools[s], memory_order_relaxed);
-    if (WEFT__UNLIKELY(c == NULL) && (c = pool_cell_new(b, (unsigned)s)) == NULL) {
+    if (WEFT__UNLIKELY(c == NULL) &&
+        (c = pool_cell_new(b, (unsigned)s)) == NULL) {
         return NULL;
     }
     uint32_t gen = atomic_load_explicit(&pools[s].gen, memory_order_relaxed);
@@ -269,11 +280,9 @@ on_object(weft__obj_kind_t kind, const void *obj, const char *name,
         sl->internal = kind == WEFT__OBJ_QUEUE && is_internal_queue(name);
         sl->since = weft_now();
         memset(sl->prev_busy, 0, sizeof(sl->prev_busy));
-        atomic_store_explicit(&sl->gen,
-                              atomic_load_explicit(&sl->gen,
-                                                   memory_order_relaxed) +
-                                  1,
-                              memory_order_relaxed);
+        atomic_store_explicit(
+            &sl->gen, atomic_load_explicit(&sl->gen, memory_order_relaxed) + 1,
+            memory_order_relaxed);
         /* Release: a thread that finds obj here sees the new generation. */
         atomic_store_explicit(&sl->obj, obj, memory_order_release);
     } else if (s >= 0) {
@@ -445,8 +454,8 @@ merge_pool(unsigned s, uint64_t ctr[NCTR], weft__hist_full_t hs[2],
     uint32_t gen = atomic_load_explicit(&pools[s].gen, memory_order_relaxed);
     for (tblock_t *b = atomic_load_explicit(&blocks, memory_order_acquire);
          b != NULL; b = b->next) {
-        pool_cell_t *c = atomic_load_explicit(&b->pools[s],
-                                              memory_order_acquire);
+        pool_cell_t *c =
+            atomic_load_explicit(&b->pools[s], memory_order_acquire);
         /* Acquire: pairs with the release store of gen in pool_cell_reset
          * (the counters read are of this generation, or later). */
         if (c == NULL ||
@@ -504,8 +513,8 @@ fill_pool(unsigned s, weft_metrics_pool_t *p, weft__hist_full_t hs[2],
           weft_time_t now)
 {
     slot_t *sl = &pools[s];
-    const weft_executor_t *ex = atomic_load_explicit(&sl->obj,
-                                                     memory_order_relaxed);
+    const weft_executor_t *ex =
+        atomic_load_explicit(&sl->obj, memory_order_relaxed);
     weft__pool_gauges_t g;
     memset(&g, 0, sizeof(g));
     (void)weft__pool_gauges(ex, &g);
@@ -533,8 +542,8 @@ fill_pool(unsigned s, weft_metrics_pool_t *p, weft__hist_full_t hs[2],
     uint64_t win = now > sl->since ? (uint64_t)(now - sl->since) : 1;
     p->window_s = (double)win / 1e9;
     for (unsigned w = 0; w < nw; w++) {
-        uint64_t d = busy[w] > sl->prev_busy[w] ? busy[w] - sl->prev_busy[w]
-                                                : 0;
+        uint64_t d =
+            busy[w] > sl->prev_busy[w] ? busy[w] - sl->prev_busy[w] : 0;
         double u = (double)d / (double)win;
         p->utilisation[w] = u > 1.0 ? 1.0 : u;
         sl->prev_busy[w] = busy[w];
@@ -546,8 +555,8 @@ static void
 fill_queue(unsigned s, weft_metrics_queue_t *q)
 {
     slot_t *sl = &queues[s];
-    const weft_queue_t *wq = atomic_load_explicit(&sl->obj,
-                                                  memory_order_relaxed);
+    const weft_queue_t *wq =
+        atomic_load_explicit(&sl->obj, memory_order_relaxed);
     snprintf(q->name, sizeof(q->name), "%s", sl->name);
     /* The queue counts its own puts (always, whether metrics are on or
      * not; no queue probe needed); gets are puts minus what is held. Size

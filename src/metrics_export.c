@@ -97,7 +97,10 @@ typedef struct pcounter {
     size_t off; /* offset of the uint64_t in weft_metrics_pool_t */
 } pcounter_t;
 
-#define PC(n, f, h) {"weft_pool_" n, h, offsetof(weft_metrics_pool_t, f)}
+#define PC(n, f, h)                                                            \
+    {                                                                          \
+        "weft_pool_" n, h, offsetof(weft_metrics_pool_t, f)                    \
+    }
 static const pcounter_t pool_counters[] = {
     PC("tasks_submitted_total", submitted, "Tasks queued to the pool."),
     PC("tasks_started_total", started, "Tasks dispatched to run."),
@@ -114,9 +117,9 @@ static const pcounter_t pool_counters[] = {
 static void
 prom_pool_gauges(buf_t *b, const weft_metrics_snapshot_t *s)
 {
-    static const char *const names[] = {
-        "queue_depth", "workers", "workers_running", "workers_idle",
-        "blocking_threads"};
+    static const char *const names[] = {"queue_depth", "workers",
+                                        "workers_running", "workers_idle",
+                                        "blocking_threads"};
     static const char *const helps[] = {
         "Tasks queued and not yet started.", "CPU workers.",
         "Workers awake (running or searching).", "Workers parked idle.",
@@ -236,8 +239,7 @@ weft_metrics_prometheus(char **out, size_t *len)
     }
     prom_hist(&b, "weft_pool_queue_wait_seconds",
               "Time from submit to start of a task.", s, f.hist, 0);
-    prom_hist(&b, "weft_pool_run_seconds", "Run time of a task.", s, f.hist,
-              1);
+    prom_hist(&b, "weft_pool_run_seconds", "Run time of a task.", s, f.hist, 1);
     prom_queues(&b, s);
     weft__metrics_full_free(&f);
     return finish(&b, out, len);

@@ -72,8 +72,7 @@ pool_metrics(const char *name)
 static void *
 count_task(void *arg)
 {
-    atomic_fetch_add_explicit((_Atomic uint64_t *)arg, 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit((_Atomic uint64_t *)arg, 1, memory_order_relaxed);
     return NULL;
 }
 
@@ -154,8 +153,8 @@ test_failed_counted(void **state)
     enum { N = 100 };
     weft_future_t *fs[N];
     for (int i = 0; i < N; i++) {
-        assert_int_equal(weft_executor_submit(ex, fail_task, NULL, NULL, &fs[i]),
-                         WEFT_OK);
+        assert_int_equal(
+            weft_executor_submit(ex, fail_task, NULL, NULL, &fs[i]), WEFT_OK);
     }
     for (int i = 0; i < N; i++) {
         assert_int_equal(weft_future_wait(fs[i]), WEFT_OK);
@@ -180,8 +179,8 @@ test_cancelled_counted(void **state)
     weft_event_init(&started);
     weft_event_init(&go);
     weft_event_t *evs[2] = {&started, &go};
-    assert_int_equal(
-        weft_executor_submit(ex, wait_event_task, evs, NULL, NULL), WEFT_OK);
+    assert_int_equal(weft_executor_submit(ex, wait_event_task, evs, NULL, NULL),
+                     WEFT_OK);
     assert_int_equal(weft_event_wait(&started), WEFT_OK);
     enum { N = 50 };
     weft_future_t *fs[N];
@@ -219,8 +218,8 @@ test_rejected_counted(void **state)
     weft_event_init(&started);
     weft_event_init(&go);
     weft_event_t *evs[2] = {&started, &go};
-    assert_int_equal(
-        weft_executor_submit(ex, wait_event_task, evs, NULL, NULL), WEFT_OK);
+    assert_int_equal(weft_executor_submit(ex, wait_event_task, evs, NULL, NULL),
+                     WEFT_OK);
     assert_int_equal(weft_event_wait(&started), WEFT_OK);
     _Atomic uint64_t ran = 0;
     uint64_t ok = 0, rejected = 0;
@@ -281,8 +280,7 @@ test_queue_counts(void **state)
     assert_int_equal(weft_queue_put_many(q, many, 5, &n, WEFT_FOREVER),
                      WEFT_OK);
     assert_int_equal(n, 5);
-    assert_int_equal(weft_queue_get_many(q, out, 5, &n, WEFT_FOREVER),
-                     WEFT_OK);
+    assert_int_equal(weft_queue_get_many(q, out, 5, &n, WEFT_FOREVER), WEFT_OK);
     assert_int_equal(n, 5);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(weft_queue_try_put(q, &v), WEFT_OK);
@@ -384,12 +382,15 @@ test_histogram_sleeps(void **state)
     weft_metrics_pool_t p = pool_metrics("m-hist");
     assert_int_equal(p.run.count, 40);
     /* p50 falls among the 2 ms sleeps, p99 among the 20 ms ones. */
+    /* Sleeps overshoot on a loaded machine: upper bounds stay loose. */
     assert_true(p.run.p50_ns >= (uint64_t)short_ns);
-    assert_true(p.run.p50_ns < (uint64_t)short_ns * 4);
+    assert_true(p.run.p50_ns < (uint64_t)long_ns);
     assert_true(p.run.p99_ns >= (uint64_t)long_ns);
-    assert_true(p.run.p99_ns < (uint64_t)long_ns * 4);
-    assert_true(p.run.max_ns >= p.run.p99_ns);
-    assert_true(p.run.sum_ns >= 30 * (uint64_t)short_ns + 10 * (uint64_t)long_ns);
+    assert_true(p.run.max_ns >= (uint64_t)long_ns);
+    assert_true(p.run.p99_ns <= p.run.max_ns);
+    assert_true(p.run.max_ns <= p.run.sum_ns);
+    assert_true(p.run.sum_ns >=
+                30 * (uint64_t)short_ns + 10 * (uint64_t)long_ns);
     /* Quantiles are bucket upper bounds (or the max). */
     uint64_t p50 = p.run.p50_ns;
     assert_true(p50 == p.run.max_ns ||
@@ -478,9 +479,9 @@ check_sample(const char *line, char *name, size_t cap, double *value)
 }
 
 typedef struct prom_state {
-    char family[128], type[16];
+    char family[128], type[16], series[128];
     double last_bucket, inf, count;
-    int samples;
+    int samples, nseries;
 } prom_state_t;
 
 static void
@@ -513,8 +514,16 @@ check_prom_line(prom_state_t *st, const char *line)
     }
     const char *suffix = name + fl;
     if (strcmp(suffix, "_bucket") == 0) {
-        if (strstr(line, "le=\"0.000001024\"") != NULL) {
-            st->last_bucket = 0; /* a new series */
+        /* The series: the labels before le; a new one restarts. */
+        const char *le = strstr(line, ",le=\"");
+        assert_non_null(le);
+        size_t sl = (size_t)(le - line);
+        assert_true(sl < sizeof(st->series));
+        if (strncmp(st->series, line, sl) != 0 || st->series[sl] != '\0') {
+            memcpy(st->series, line, sl);
+            st->series[sl] = '\0';
+            st->last_bucket = 0;
+            st->nseries++;
         }
         assert_true(v >= st->last_bucket); /* cumulative */
         st->last_bucket = v;
@@ -533,6 +542,7 @@ test_prometheus_text(void **state)
 {
     (void)state;
     weft_executor_t *ex = mk_pool("m-prom", 2, 0, WEFT_SUBMIT_DEFAULT);
+    weft_executor_t *ex2 = mk_pool("m-prom2", 1, 0, WEFT_SUBMIT_DEFAULT);
     _Atomic uint64_t ran = 0;
     for (int i = 0; i < 1000; i++) {
         assert_int_equal(
@@ -545,15 +555,16 @@ test_prometheus_text(void **state)
     assert_int_equal(weft_metrics_prometheus(&text, &len), WEFT_OK);
     assert_int_equal(strlen(text), len);
     assert_true(len > 0 && text[len - 1] == '\n');
-    assert_non_null(
-        strstr(text, "weft_pool_tasks_submitted_total{pool=\"m-prom\"} 1000\n"));
-    assert_non_null(
-        strstr(text, "weft_pool_tasks_completed_total{pool=\"m-prom\"} 1000\n"));
+    assert_non_null(strstr(
+        text, "weft_pool_tasks_submitted_total{pool=\"m-prom\"} 1000\n"));
+    assert_non_null(strstr(
+        text, "weft_pool_tasks_completed_total{pool=\"m-prom\"} 1000\n"));
     assert_non_null(
         strstr(text, "weft_pool_run_seconds_count{pool=\"m-prom\"} 1000\n"));
     assert_non_null(strstr(
-        text, "weft_pool_queue_wait_seconds_bucket{pool=\"m-prom\",le=\"+Inf\"} "
-              "1000\n"));
+        text,
+        "weft_pool_queue_wait_seconds_bucket{pool=\"m-prom\",le=\"+Inf\"} "
+        "1000\n"));
     prom_state_t st;
     memset(&st, 0, sizeof(st));
     for (char *line = strtok(text, "\n"); line != NULL;
@@ -561,8 +572,10 @@ test_prometheus_text(void **state)
         check_prom_line(&st, line);
     }
     assert_true(st.samples > 50);
+    assert_int_equal(st.nseries, 4); /* 2 histograms x 2 pools */
     free(text);
     weft_executor_destroy(ex);
+    weft_executor_destroy(ex2);
 }
 
 static void
@@ -598,16 +611,18 @@ test_json_valid(void **state)
         }
     }
     assert_int_equal(depth, 0);
-    FILE *py = popen("python3 -c 'import json,sys; d=json.load(sys.stdin); "
-                     "p=[x for x in d[\"pools\"] if x[\"name\"]==\"m-j\\\"son\"];"
-                     " sys.exit(0 if p[0][\"tasks_completed_total\"]==77 "
-                     "else 3)' 2>/dev/null",
-                     "w");
+    FILE *py =
+        popen("python3 -c 'import json,sys; d=json.load(sys.stdin); "
+              "p=[x for x in d[\"pools\"] if x[\"name\"]==\"m-j\\\"son\"];"
+              " sys.exit(0 if p[0][\"tasks_completed_total\"]==77 "
+              "else 3)' 2>/dev/null",
+              "w");
     if (py != NULL) {
         fwrite(json, 1, len, py);
         int st = pclose(py);
         if (st == 127 << 8) {
-            printf("python3 not found: JSON checked by the bracket scan only\n");
+            printf(
+                "python3 not found: JSON checked by the bracket scan only\n");
         } else {
             assert_int_equal(st, 0);
         }
