@@ -407,7 +407,8 @@ __attribute__((constructor)) static void
 metrics_init(void)
 {
     setup();
-    const char *env = getenv("WEFT_METRICS");
+    /* A constructor runs before the program starts threads. */
+    const char *env = getenv("WEFT_METRICS"); // NOLINT(concurrency-mt-unsafe)
     if (env != NULL && strcmp(env, "1") == 0) {
         weft_metrics_enable(true);
     }
