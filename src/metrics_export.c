@@ -141,6 +141,18 @@ prom_pool_gauges(buf_t *b, const weft_metrics_snapshot_t *s)
     }
 }
 
+/* ns as exact decimal seconds ("0.000001024", "68.719476736"). */
+static void
+format_seconds(uint64_t ns, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%llu.%09llu",
+                     (unsigned long long)(ns / 1000000000u),
+                     (unsigned long long)(ns % 1000000000u));
+    while (n > 2 && out[n - 1] == '0' && out[n - 2] != '.') {
+        out[--n] = '\0';
+    }
+}
+
 /* Buckets at every power of two from 2^10 ns (~1 us) to 2^36 ns (~69 s):
  * exact bucket edges of the log-linear histogram. */
 static void
@@ -158,10 +170,11 @@ prom_hist(buf_t *b, const char *name, const char *help,
             while (k < WEFT__HIST_NB && weft__hist_upper(k) <= edge) {
                 cum += h->b[k++];
             }
+            char le[32];
+            format_seconds(edge, le, sizeof(le));
             put(b, "%s_bucket{pool=\"", name);
             put_escaped(b, s->pools[i].name, false);
-            put(b, "\",le=\"%.9g\"} %llu\n", (double)edge / 1e9,
-                (unsigned long long)cum);
+            put(b, "\",le=\"%s\"} %llu\n", le, (unsigned long long)cum);
         }
         for (; k < WEFT__HIST_NB; k++) {
             cum += h->b[k];

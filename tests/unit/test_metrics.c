@@ -565,6 +565,13 @@ test_prometheus_text(void **state)
         text,
         "weft_pool_queue_wait_seconds_bucket{pool=\"m-prom\",le=\"+Inf\"} "
         "1000\n"));
+    /* Bucket bounds are exact powers of two of ns, in decimal seconds. */
+    assert_non_null(strstr(
+        text,
+        "weft_pool_run_seconds_bucket{pool=\"m-prom\",le=\"0.000001024\"}"));
+    assert_non_null(strstr(
+        text,
+        "weft_pool_run_seconds_bucket{pool=\"m-prom\",le=\"68.719476736\"}"));
     prom_state_t st;
     memset(&st, 0, sizeof(st));
     for (char *line = strtok(text, "\n"); line != NULL;
