@@ -325,7 +325,13 @@ on_task_begin(const void *exec, uint64_t id, const char *label,
 {
     (void)id;
     (void)label;
-    weft_time_t now = weft_now();
+    /* The executor stamped the thread record with the start time just
+     * before this probe (weft__job_run_on): one clock read saved. */
+    weft_time_t now = atomic_load_explicit(&weft__self_rec()->task_since,
+                                           memory_order_relaxed);
+    if (WEFT__UNLIKELY(now == 0)) {
+        now = weft_now();
+    }
     uint32_t ep = atomic_load_explicit(&epoch, memory_order_relaxed);
     if (WEFT__UNLIKELY(ep != self_epoch)) {
         self_epoch = ep;
