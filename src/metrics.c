@@ -61,8 +61,10 @@ typedef struct pool_cell {
     _Atomic uint32_t gen;
     _Atomic int32_t worker; /* this thread's worker index, or -1 */
     _Atomic uint64_t ctr[NCTR];
-    _Atomic uint64_t busy_ns;      /* outermost tasks' run time */
-    _Atomic weft_time_t run_since; /* outermost task running since, or 0 */
+    /* Busy time of outermost tasks in one word, so a reader never sees
+     * half an update: idle, 2 * busy_ns; while a task runs since t,
+     * 2 * (busy_ns - t) + 1 (odd), and a reader adds its clock. */
+    _Atomic int64_t busy_w;
     hist_cell_t wait, run;
 } pool_cell_t;
 
@@ -224,8 +226,7 @@ pool_cell_reset(pool_cell_t *c, uint32_t gen)
     for (unsigned k = 0; k < NCTR; k++) {
         atomic_store_explicit(&c->ctr[k], 0, memory_order_relaxed);
     }
-    atomic_store_explicit(&c->busy_ns, 0, memory_order_relaxed);
-    atomic_store_explicit(&c->run_since, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->busy_w, 0, memory_order_relaxed);
     atomic_store_explicit(&c->worker, -1, memory_order_relaxed);
     hist_cell_t *hs[2] = {&c->wait, &c->run};
     for (unsigned h = 0; h < 2; h++) {
@@ -351,7 +352,12 @@ on_task_begin(const void *exec, uint64_t id, const char *label,
     }
     if (d == 0) {
         atomic_store_explicit(&c->worker, worker, memory_order_relaxed);
-        atomic_store_explicit(&c->run_since, now, memory_order_relaxed);
+        int64_t w = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
+        /* Odd: a run whose end was missed (collection was off): it
+         * counts as busy until now. */
+        int64_t b = (w & 1) != 0 ? (w - 1) / 2 + now : w / 2;
+        atomic_store_explicit(&c->busy_w, 2 * (b - now) + 1,
+                              memory_order_relaxed);
     }
 }
 
@@ -378,12 +384,10 @@ on_task_end(const void *exec, uint64_t id, int code, int worker)
     weft_time_t now = weft_now();
     uint64_t ran = now > nest[d] ? (uint64_t)(now - nest[d]) : 0;
     hist_add(&c->run, ran);
-    if (d == 0 && atomic_load_explicit(&c->run_since, memory_order_relaxed)) {
-        /* A reader counts busy_ns plus (now - run_since) while a task
-         * runs; clearing run_since first means a racing reader may miss
-         * this run's share for one window, never count it twice. */
-        atomic_store_explicit(&c->run_since, 0, memory_order_relaxed);
-        bump(&c->busy_ns, ran);
+    int64_t w = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
+    if (d == 0 && (w & 1) != 0) {
+        atomic_store_explicit(&c->busy_w, 2 * ((w - 1) / 2 + now),
+                              memory_order_relaxed);
     }
 }
 
@@ -476,12 +480,9 @@ merge_pool(unsigned s, uint64_t ctr[NCTR], weft__hist_full_t hs[2],
         merge_hist(&hs[1], &c->run);
         int w = atomic_load_explicit(&c->worker, memory_order_relaxed);
         if (w >= 0 && (unsigned)w < nworkers && w < MAX_WORKERS) {
-            weft_time_t since =
-                atomic_load_explicit(&c->run_since, memory_order_relaxed);
-            busy[w] += atomic_load_explicit(&c->busy_ns, memory_order_relaxed);
-            if (since != 0 && now > since) {
-                busy[w] += (uint64_t)(now - since);
-            }
+            int64_t bw = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
+            int64_t tb = (bw & 1) != 0 ? (bw - 1) / 2 + now : bw / 2;
+            busy[w] += tb > 0 ? (uint64_t)tb : 0;
         }
     }
 }

@@ -417,20 +417,23 @@ test_utilisation(void **state)
     weft_future_release(f);
     weft_metrics_snapshot_t *s = NULL;
     assert_int_equal(weft_metrics_snapshot(&s), WEFT_OK);
-    double busy = -1, other = -1;
+    double busy = -1, other = -1, window = 0;
     for (size_t i = 0; i < s->npools; i++) {
         if (strcmp(s->pools[i].name, "m-util") == 0) {
             double a = s->pools[i].utilisation[0];
             double b = s->pools[i].utilisation[1];
             busy = a > b ? a : b;
             other = a > b ? b : a;
-            assert_true(s->pools[i].window_s >= 0.1);
+            window = s->pools[i].window_s;
         }
     }
     weft_metrics_snapshot_free(s);
-    /* One worker ran a 100 ms task in a window of a little over 100 ms. */
-    assert_true(busy >= 0.5 && busy <= 1.0);
-    assert_true(other >= 0.0 && other < 0.2);
+    printf("window %.3f s, busy %.3f, other %.3f\n", window, busy, other);
+    /* One worker ran a 100 ms task inside the window (however long the
+     * window grew on a loaded machine); the other ran nothing. */
+    assert_true(window >= 0.1);
+    assert_true(busy <= 1.0 && busy * window >= 0.099);
+    assert_true(other >= 0.0 && other * window < 0.02);
     assert_int_equal(weft_sleep_for(50 * WEFT_MSEC), WEFT_OK);
     assert_int_equal(weft_metrics_snapshot(&s), WEFT_OK);
     for (size_t i = 0; i < s->npools; i++) {
