@@ -10,6 +10,12 @@
  * environment variable WEFT_METRICS=1 at startup), every task costs three
  * clock reads and a few uncontended stores into the running thread's own
  * cells; readers merge the cells of all threads.
+ *
+ * The library registers its probe sink when it is loaded (a constructor),
+ * so pools and queues created before collection is enabled are listed
+ * too. With the static library that object is linked only into programs
+ * that call a weft_metrics_* function; WEFT_METRICS=1 needs that (or the
+ * shared library). Up to 32 pools and 64 queues are tracked at a time.
  */
 #ifndef WEFT_METRICS_H
 #define WEFT_METRICS_H
@@ -32,8 +38,8 @@ typedef struct weft_metrics_hist {
     uint64_t p50_ns, p90_ns, p99_ns, max_ns;
 } weft_metrics_hist_t;
 
-/* One thread pool. Counters count since the pool was created (or since
- * metrics were first enabled, whichever is later). */
+/* One thread pool. Counters count the pool's events that happened while
+ * collection was on. */
 typedef struct weft_metrics_pool {
     char name[32];
     unsigned workers;
