@@ -3,11 +3,14 @@
  * weft's executor seen from outside the pool, 2 workers: fire-and-forget
  * submits of empty tasks, the same with a future per task, the
  * submit-then-wait round trip on a warm pool, and the CPU an idle pool
- * uses. The peers are in bench_baseline.c (naive pool), bench_omp.c,
+ * uses. "weft-metrics" is the fire-and-forget run with metrics collection
+ * on (its cost against "weft", metrics off, in the same run). The peers
+ * are in bench_baseline.c (naive pool), bench_omp.c,
  * bench_tbb.cpp and bench_executor.py.
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <weft/metrics.h>
 #include <weft/pool.h>
 
 #include "bench_util.h"
@@ -82,9 +85,26 @@ check_marks(const char *bench, const unsigned char *hits, uint64_t n)
     }
 }
 
-/* n fire-and-forget submits, then shutdown(wait). */
+/* The metrics must have counted every task of the run. */
 static void
-submits(uint64_t n)
+check_metrics(uint64_t n)
+{
+    weft_metrics_snapshot_t *s = NULL;
+    bench_check_weft(weft_metrics_snapshot(&s), "weft_metrics_snapshot");
+    if (s->npools != 1 || s->pools[0].completed != n ||
+        s->pools[0].submitted != n) {
+        bench_fail("submit weft-metrics: %zu pools, %" PRIu64
+                   " submitted, %" PRIu64 " completed, expected %" PRIu64,
+                   s->npools, s->npools ? s->pools[0].submitted : 0,
+                   s->npools ? s->pools[0].completed : 0, n);
+    }
+    weft_metrics_snapshot_free(s);
+}
+
+/* n fire-and-forget submits, then shutdown(wait); with metrics collected
+ * when metrics is set (impl "weft-metrics"). */
+static void
+submits(uint64_t n, bool metrics)
 {
     unsigned char *hits = calloc((size_t)n, 1);
     weft_executor_t *ex = pool_start();
@@ -93,6 +113,7 @@ submits(uint64_t n)
         bench_fail("out of memory");
     }
     warm_up(ex);
+    weft_metrics_enable(metrics);
     uint64_t start = work_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         bench_check_weft(
@@ -102,11 +123,15 @@ submits(uint64_t n)
     bench_check_weft(weft_executor_shutdown(ex, true, false),
                      "weft_executor_shutdown");
     double secs = (double)(work_now_ns() - start) * 1e-9;
+    if (metrics) {
+        check_metrics(n);
+        weft_metrics_enable(false);
+    }
     weft_executor_destroy(ex);
     check_marks("submit", hits, n);
     free(hits);
-    bench_result("submit", "weft", "workers=2", "tasks_per_s",
-                 (double)n / secs);
+    bench_result("submit", metrics ? "weft-metrics" : "weft", "workers=2",
+                 "tasks_per_s", (double)n / secs);
 }
 
 /* n submits with a future each; every future is waited on and released. */
@@ -188,12 +213,18 @@ main(int argc, char **argv)
     bench_args_t a = bench_parse_args(argc, argv, "SIZE", 0);
     int ran = 0;
 
-    if (!bench_selected(&a, "weft")) {
-        return 0;
-    }
+    bool plain = bench_selected(&a, "weft");
     if (bench_wanted(&a, "submit")) {
-        submits(bench_size(&a, WORK_DEFAULT_TASKS));
+        if (plain) {
+            submits(bench_size(&a, WORK_DEFAULT_TASKS), false);
+        }
+        if (bench_selected(&a, "weft-metrics")) {
+            submits(bench_size(&a, WORK_DEFAULT_TASKS), true);
+        }
         ran++;
+    }
+    if (!plain) {
+        return 0;
     }
     if (bench_wanted(&a, "submit-future")) {
         submits_with_futures(bench_size(&a, WORK_DEFAULT_TASKS));

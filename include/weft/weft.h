@@ -6,6 +6,7 @@
 #include <weft/base.h>
 #include <weft/executor.h>
 #include <weft/future.h>
+#include <weft/metrics.h>
 #include <weft/pool.h>
 #include <weft/queue.h>
 #include <weft/scope.h>

@@ -1,0 +1,682 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Metrics collection: a probe sink that counts pool and task events into
+ * per-thread cells, and the snapshot that merges them with the pools' live
+ * gauges and the queues' own counters.
+ *
+ * DESIGN
+ * Registry: fixed tables of pool and queue slots, filled from object
+ * events (delivered whatever the mask, so the sink is attached at load
+ * time with mask 0 and knows every pool and queue). A slot is reused
+ * after its object is destroyed; its generation changes each time.
+ * Writers (object events, snapshots) hold reg_lock, a spinlock (object
+ * events may come from inside lower-layer locks: no weft mutex here).
+ * Cells: each thread owns one block (per-slot cells allocated on first
+ * use). Only the owner writes a cell, with relaxed load+store (no
+ * read-modify-write, no shared cache line); readers sum all blocks. A
+ * cell carries the generation of its slot: the owner resets a stale cell
+ * before use, readers skip it. Blocks are never freed: a thread's exit
+ * releases its block, the next new thread adopts it (the counts stay,
+ * they are sums), so memory is bounded by the peak thread count.
+ * Queues need no cells: each counts its puts itself (the queue layer
+ * fires no put/get probes), so a snapshot reads them under reg_lock.
+ * Lookup: a per-thread cache of the last object seen, checked against the
+ * slot (object and generation), else a scan of the table.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics_impl.h"
+#include "pool_impl.h"
+#include "probe.h"
+#include "queue_impl.h"
+
+#define MAX_POOLS 32
+#define MAX_QUEUES 64
+#define MAX_WORKERS 256 /* utilisation beyond this index is not tracked */
+#define NEST_MAX 8      /* task nesting depth timed (helping waits) */
+
+enum {
+    C_SUBMIT,
+    C_START,
+    C_OK,
+    C_FAIL,
+    C_CANCEL,
+    C_REJECT,
+    C_STEAL,
+    C_PARK,
+    C_UNPARK,
+    C_DROP,
+    NCTR
+};
+
+typedef struct hist_cell {
+    _Atomic uint64_t b[WEFT__HIST_NB];
+    _Atomic uint64_t sum, max;
+} hist_cell_t;
+
+typedef struct pool_cell {
+    _Atomic uint32_t gen;
+    _Atomic int32_t worker; /* this thread's worker index, or -1 */
+    _Atomic uint64_t ctr[NCTR];
+    /* Busy time of outermost tasks in one word, so a reader never sees
+     * half an update: idle, 2 * busy_ns; while a task runs since t,
+     * 2 * (busy_ns - t) + 1 (odd), and a reader adds its clock. */
+    _Atomic int64_t busy_w;
+    hist_cell_t wait, run;
+} pool_cell_t;
+
+typedef struct tblock {
+    struct tblock *next; /* list of all blocks (immutable once linked) */
+    _Atomic uint32_t in_use;
+    _Atomic(pool_cell_t *) pools[MAX_POOLS];
+} tblock_t;
+
+typedef struct slot {
+    _Atomic(const void *) obj; /* NULL: free */
+    _Atomic uint32_t gen;
+    bool internal; /* a pool's own queue: not listed */
+    char name[32];
+    /* Utilisation window state (reg_lock). */
+    weft_time_t since;
+    uint64_t prev_busy[MAX_WORKERS];
+} slot_t;
+
+static slot_t pools[MAX_POOLS], queues[MAX_QUEUES];
+static _Atomic uint32_t reg_lock;
+static _Atomic(tblock_t *) blocks;
+static _Atomic bool enabled;
+
+static pthread_key_t exit_key;
+static _Thread_local tblock_t *self_block;
+static _Thread_local struct {
+    const void *obj;
+    unsigned idx;
+} pool_cache;
+static _Thread_local weft_time_t nest[NEST_MAX];
+static _Thread_local unsigned nest_depth;
+/* Bumped by every enable: a thread whose epoch differs forgets its nesting
+ * (task ends missed while collection was off). */
+static _Atomic uint32_t epoch;
+static _Thread_local uint32_t self_epoch;
+
+static void
+spin_lock(_Atomic uint32_t *l)
+{
+    while (atomic_exchange_explicit(l, 1, memory_order_acquire) != 0) {
+        weft_thread_yield();
+    }
+}
+
+static void
+spin_unlock(_Atomic uint32_t *l)
+{
+    atomic_store_explicit(l, 0, memory_order_release);
+}
+
+/* Owner-only increment of a cell field: no read-modify-write needed. */
+static inline void
+bump(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------- blocks */
+
+static void
+block_release(void *arg)
+{
+    tblock_t *b = arg;
+    /* Release: the next owner (acquire CAS in block_get) sees our cells. */
+    atomic_store_explicit(&b->in_use, 0, memory_order_release);
+}
+
+static WEFT__COLD tblock_t *
+block_get(void)
+{
+    tblock_t *b;
+    for (b = atomic_load_explicit(&blocks, memory_order_acquire); b != NULL;
+         b = b->next) {
+        uint32_t free_ = 0;
+        if (atomic_compare_exchange_strong_explicit(&b->in_use, &free_, 1,
+                                                    memory_order_acquire,
+                                                    memory_order_relaxed)) {
+            break;
+        }
+    }
+    if (b == NULL) {
+        b = weft__calloc(1, sizeof(*b));
+        if (b == NULL) {
+            return NULL;
+        }
+        atomic_init(&b->in_use, 1);
+        b->next = atomic_load_explicit(&blocks, memory_order_relaxed);
+        /* Release: readers walking the list see the block's fields. */
+        while (!atomic_compare_exchange_weak_explicit(
+            &blocks, &b->next, b, memory_order_release, memory_order_relaxed)) {
+        }
+    }
+    if (pthread_setspecific(exit_key, b) != 0) {
+        block_release(b); /* cannot hand it back at exit: do not keep it */
+        return NULL;
+    }
+    self_block = b;
+    return b;
+}
+
+static inline tblock_t *
+block_self(void)
+{
+    tblock_t *b = self_block;
+    return WEFT__LIKELY(b != NULL) ? b : block_get();
+}
+
+/* ------------------------------------------------------------ registry */
+
+/* Slot index of obj in table t, or -1. */
+static int
+slot_find(slot_t *t, unsigned n, const void *obj)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (atomic_load_explicit(&t[i].obj, memory_order_acquire) == obj) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static inline int
+pool_slot(const void *exec)
+{
+    unsigned i = pool_cache.idx;
+    if (pool_cache.obj == exec &&
+        atomic_load_explicit(&pools[i].obj, memory_order_relaxed) == exec) {
+        return (int)i;
+    }
+    int s = slot_find(pools, MAX_POOLS, exec);
+    if (s >= 0) {
+        pool_cache.obj = exec;
+        pool_cache.idx = (unsigned)s;
+    }
+    return s;
+}
+
+static WEFT__COLD pool_cell_t *
+pool_cell_new(tblock_t *b, unsigned s)
+{
+    pool_cell_t *c = weft__calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    atomic_init(&c->worker, -1);
+    atomic_init(&c->gen, UINT32_MAX);
+    atomic_store_explicit(&b->pools[s], c, memory_order_release);
+    return c;
+}
+
+static WEFT__COLD void
+pool_cell_reset(pool_cell_t *c, uint32_t gen)
+{
+    /* Zero, then publish the generation (release: pairs with the reader's
+     * acquire load of gen in merge_pool, so it never mixes generations). */
+    atomic_store_explicit(&c->gen, UINT32_MAX, memory_order_release);
+    for (unsigned k = 0; k < NCTR; k++) {
+        atomic_store_explicit(&c->ctr[k], 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&c->busy_w, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->worker, -1, memory_order_relaxed);
+    hist_cell_t *hs[2] = {&c->wait, &c->run};
+    for (unsigned h = 0; h < 2; h++) {
+        for (unsigned k = 0; k < WEFT__HIST_NB; k++) {
+            atomic_store_explicit(&hs[h]->b[k], 0, memory_order_relaxed);
+        }
+        atomic_store_explicit(&hs[h]->sum, 0, memory_order_relaxed);
+        atomic_store_explicit(&hs[h]->max, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&c->gen, gen, memory_order_release);
+}
+
+/* The calling thread's cell for pool exec, or NULL (unknown, no memory). */
+static pool_cell_t *
+pool_cell(const void *exec)
+{
+    int s = pool_slot(exec);
+    tblock_t *b = block_self();
+    if (s < 0 || b == NULL) {
+        return NULL;
+    }
+    pool_cell_t *c = atomic_load_explicit(&b->pools[s], memory_order_relaxed);
+    if (WEFT__UNLIKELY(c == NULL) &&
+        (c = pool_cell_new(b, (unsigned)s)) == NULL) {
+        return NULL;
+    }
+    uint32_t gen = atomic_load_explicit(&pools[s].gen, memory_order_relaxed);
+    if (WEFT__UNLIKELY(atomic_load_explicit(&c->gen, memory_order_relaxed) !=
+                       gen)) {
+        pool_cell_reset(c, gen);
+    }
+    return c;
+}
+
+static bool
+is_internal_queue(const char *name)
+{
+    return name != NULL && strncmp(name, "pool-", 5) == 0;
+}
+
+static void
+on_object(weft__obj_kind_t kind, const void *obj, const char *name,
+          bool created)
+{
+    slot_t *t = kind == WEFT__OBJ_POOL ? pools : queues;
+    unsigned n = kind == WEFT__OBJ_POOL ? MAX_POOLS : MAX_QUEUES;
+    spin_lock(&reg_lock);
+    int s = slot_find(t, n, created ? NULL : obj);
+    if (s >= 0 && created) {
+        slot_t *sl = &t[s];
+        snprintf(sl->name, sizeof(sl->name), "%s", name != NULL ? name : "");
+        sl->internal = kind == WEFT__OBJ_QUEUE && is_internal_queue(name);
+        sl->since = weft_now();
+        memset(sl->prev_busy, 0, sizeof(sl->prev_busy));
+        atomic_store_explicit(
+            &sl->gen, atomic_load_explicit(&sl->gen, memory_order_relaxed) + 1,
+            memory_order_relaxed);
+        /* Release: a thread that finds obj here sees the new generation. */
+        atomic_store_explicit(&sl->obj, obj, memory_order_release);
+    } else if (s >= 0) {
+        atomic_store_explicit(&t[s].obj, NULL, memory_order_release);
+    }
+    spin_unlock(&reg_lock);
+}
+
+/* ---------------------------------------------------------- the sink */
+
+static const int ev_ctr[WEFT__POOL_EVS] = {
+    [WEFT__POOL_SUBMIT] = C_SUBMIT, [WEFT__POOL_REJECT] = C_REJECT,
+    [WEFT__POOL_STEAL] = C_STEAL,   [WEFT__POOL_PARK] = C_PARK,
+    [WEFT__POOL_UNPARK] = C_UNPARK, [WEFT__POOL_CANCEL] = C_DROP,
+};
+
+static void
+on_pool(const void *exec, weft__pool_ev_t ev, int worker)
+{
+    (void)worker;
+    pool_cell_t *c = pool_cell(exec);
+    if (c != NULL && (unsigned)ev < WEFT__POOL_EVS) {
+        bump(&c->ctr[ev_ctr[ev]], 1);
+    }
+}
+
+static void
+hist_add(hist_cell_t *h, uint64_t v)
+{
+    bump(&h->b[weft__hist_index(v)], 1);
+    bump(&h->sum, v);
+    if (v > atomic_load_explicit(&h->max, memory_order_relaxed)) {
+        atomic_store_explicit(&h->max, v, memory_order_relaxed);
+    }
+}
+
+static void
+on_task_begin(const void *exec, uint64_t id, const char *label,
+              weft_time_t queued_at, int worker)
+{
+    (void)id;
+    (void)label;
+    /* The executor stamped the thread record with the start time just
+     * before this probe (weft__job_run_on): one clock read saved. */
+    weft_time_t now = atomic_load_explicit(&weft__self_rec()->task_since,
+                                           memory_order_relaxed);
+    if (WEFT__UNLIKELY(now == 0)) {
+        now = weft_now();
+    }
+    uint32_t ep = atomic_load_explicit(&epoch, memory_order_relaxed);
+    if (WEFT__UNLIKELY(ep != self_epoch)) {
+        self_epoch = ep;
+        nest_depth = 0;
+    }
+    unsigned d = nest_depth++;
+    if (d < NEST_MAX) {
+        nest[d] = now;
+    }
+    pool_cell_t *c = pool_cell(exec);
+    if (c == NULL) {
+        return;
+    }
+    bump(&c->ctr[C_START], 1);
+    if (queued_at != 0 && now >= queued_at) {
+        hist_add(&c->wait, (uint64_t)(now - queued_at));
+    }
+    if (d == 0) {
+        atomic_store_explicit(&c->worker, worker, memory_order_relaxed);
+        int64_t w = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
+        /* Odd: a run whose end was missed (collection was off): it
+         * counts as busy until now. */
+        int64_t b = (w & 1) != 0 ? (w - 1) / 2 + now : w / 2;
+        atomic_store_explicit(&c->busy_w, 2 * (b - now) + 1,
+                              memory_order_relaxed);
+    }
+}
+
+static void
+on_task_end(const void *exec, uint64_t id, int code, int worker)
+{
+    (void)id;
+    (void)worker;
+    if (nest_depth == 0) {
+        return; /* began before metrics were enabled */
+    }
+    unsigned d = --nest_depth;
+    pool_cell_t *c = pool_cell(exec);
+    if (c == NULL) {
+        return;
+    }
+    bump(&c->ctr[code == WEFT_OK          ? C_OK
+                 : code == WEFT_ECANCELED ? C_CANCEL
+                                          : C_FAIL],
+         1);
+    if (d >= NEST_MAX) {
+        return;
+    }
+    weft_time_t now = weft_now();
+    uint64_t ran = now > nest[d] ? (uint64_t)(now - nest[d]) : 0;
+    hist_add(&c->run, ran);
+    int64_t w = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
+    if (d == 0 && (w & 1) != 0) {
+        atomic_store_explicit(&c->busy_w, 2 * ((w - 1) / 2 + now),
+                              memory_order_relaxed);
+    }
+}
+
+static const weft__probe_sink_t sink = {
+    .pool_event = on_pool,
+    .task_begin = on_task_begin,
+    .task_end = on_task_end,
+    .object_event = on_object,
+};
+
+static _Atomic uint32_t setup_state; /* 0 no, 1 attached, 2 failed */
+
+static void
+setup(void)
+{
+    spin_lock(&reg_lock);
+    if (atomic_load_explicit(&setup_state, memory_order_relaxed) == 0) {
+        bool ok = pthread_key_create(&exit_key, block_release) == 0 &&
+                  weft__probe_attach(&sink, 0) == WEFT_OK;
+        atomic_store_explicit(&setup_state, ok ? 1u : 2u, memory_order_release);
+    }
+    spin_unlock(&reg_lock);
+}
+
+/* Attach at load time: object events then list every pool and queue. */
+__attribute__((constructor)) static void
+metrics_init(void)
+{
+    setup();
+    /* A constructor runs before the program starts threads. */
+    const char *env = getenv("WEFT_METRICS"); // NOLINT(concurrency-mt-unsafe)
+    if (env != NULL && strcmp(env, "1") == 0) {
+        weft_metrics_enable(true);
+    }
+}
+
+void
+weft_metrics_enable(bool on)
+{
+    setup();
+    if (atomic_load_explicit(&setup_state, memory_order_acquire) != 1) {
+        return;
+    }
+    if (on) {
+        atomic_fetch_add_explicit(&epoch, 1, memory_order_relaxed);
+    }
+    atomic_store_explicit(&enabled, on, memory_order_relaxed);
+    weft__probe_set_mask(&sink, on ? WEFT__PROBE_TASK : 0);
+}
+
+bool
+weft_metrics_enabled(void)
+{
+    return atomic_load_explicit(&enabled, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+static void
+merge_hist(weft__hist_full_t *out, hist_cell_t *h)
+{
+    for (unsigned k = 0; k < WEFT__HIST_NB; k++) {
+        out->b[k] += atomic_load_explicit(&h->b[k], memory_order_relaxed);
+    }
+    out->sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
+    uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
+    out->max = m > out->max ? m : out->max;
+}
+
+/* Sum the cells of pool slot s into p, hs and busy (per worker). */
+static void
+merge_pool(unsigned s, uint64_t ctr[NCTR], weft__hist_full_t hs[2],
+           uint64_t *busy, unsigned nworkers, weft_time_t now)
+{
+    uint32_t gen = atomic_load_explicit(&pools[s].gen, memory_order_relaxed);
+    for (tblock_t *b = atomic_load_explicit(&blocks, memory_order_acquire);
+         b != NULL; b = b->next) {
+        pool_cell_t *c =
+            atomic_load_explicit(&b->pools[s], memory_order_acquire);
+        /* Acquire: pairs with the release store of gen in pool_cell_reset
+         * (the counters read are of this generation, or later). */
+        if (c == NULL ||
+            atomic_load_explicit(&c->gen, memory_order_acquire) != gen) {
+            continue;
+        }
+        for (unsigned k = 0; k < NCTR; k++) {
+            ctr[k] += atomic_load_explicit(&c->ctr[k], memory_order_relaxed);
+        }
+        merge_hist(&hs[0], &c->wait);
+        merge_hist(&hs[1], &c->run);
+        int w = atomic_load_explicit(&c->worker, memory_order_relaxed);
+        if (w >= 0 && (unsigned)w < nworkers && w < MAX_WORKERS) {
+            int64_t bw = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
+            int64_t tb = (bw & 1) != 0 ? (bw - 1) / 2 + now : bw / 2;
+            busy[w] += tb > 0 ? (uint64_t)tb : 0;
+        }
+    }
+}
+
+void
+weft__hist_summarise(const weft__hist_full_t *h, weft_metrics_hist_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint64_t n = 0;
+    for (unsigned k = 0; k < WEFT__HIST_NB; k++) {
+        n += h->b[k];
+    }
+    out->count = n;
+    if (n == 0) {
+        return;
+    }
+    out->sum_ns = h->sum;
+    out->max_ns = h->max;
+    const unsigned qs[3] = {50, 90, 99};
+    uint64_t *dst[3] = {&out->p50_ns, &out->p90_ns, &out->p99_ns};
+    for (unsigned q = 0; q < 3; q++) {
+        uint64_t rank = (n * qs[q] + 99) / 100, cum = 0;
+        for (unsigned k = 0; k < WEFT__HIST_NB; k++) {
+            cum += h->b[k];
+            if (cum >= rank) {
+                uint64_t up = weft__hist_upper(k);
+                *dst[q] = up < h->max ? up : h->max;
+                break;
+            }
+        }
+    }
+}
+
+static void
+fill_pool(unsigned s, weft_metrics_pool_t *p, weft__hist_full_t hs[2],
+          weft_time_t now)
+{
+    slot_t *sl = &pools[s];
+    const weft_executor_t *ex =
+        atomic_load_explicit(&sl->obj, memory_order_relaxed);
+    weft__pool_gauges_t g;
+    memset(&g, 0, sizeof(g));
+    (void)weft__pool_gauges(ex, &g);
+    snprintf(p->name, sizeof(p->name), "%s", sl->name);
+    p->workers = g.workers;
+    p->queue_depth = g.queued + g.deque_frames;
+    p->idle = g.idle;
+    p->running = g.workers - (g.idle < g.workers ? g.idle : g.workers);
+    p->lane_threads = g.lane_threads;
+    uint64_t ctr[NCTR] = {0};
+    uint64_t busy[MAX_WORKERS] = {0};
+    unsigned nw = g.workers < MAX_WORKERS ? g.workers : MAX_WORKERS;
+    merge_pool(s, ctr, hs, busy, nw, now);
+    p->submitted = ctr[C_SUBMIT];
+    p->started = ctr[C_START];
+    p->completed = ctr[C_OK];
+    p->failed = ctr[C_FAIL];
+    p->cancelled = ctr[C_CANCEL] + ctr[C_DROP];
+    p->rejected = ctr[C_REJECT];
+    p->stolen = ctr[C_STEAL];
+    p->parked = ctr[C_PARK];
+    p->unparked = ctr[C_UNPARK];
+    weft__hist_summarise(&hs[0], &p->wait);
+    weft__hist_summarise(&hs[1], &p->run);
+    uint64_t win = now > sl->since ? (uint64_t)(now - sl->since) : 1;
+    p->window_s = (double)win / 1e9;
+    for (unsigned w = 0; w < nw; w++) {
+        uint64_t d =
+            busy[w] > sl->prev_busy[w] ? busy[w] - sl->prev_busy[w] : 0;
+        double u = (double)d / (double)win;
+        p->utilisation[w] = u > 1.0 ? 1.0 : u;
+        sl->prev_busy[w] = busy[w];
+    }
+    sl->since = now;
+}
+
+static void
+fill_queue(unsigned s, weft_metrics_queue_t *q)
+{
+    slot_t *sl = &queues[s];
+    const weft_queue_t *wq =
+        atomic_load_explicit(&sl->obj, memory_order_relaxed);
+    snprintf(q->name, sizeof(q->name), "%s", sl->name);
+    /* The queue counts its own puts (always, whether metrics are on or
+     * not; no queue probe needed); gets are puts minus what is held. Size
+     * first: puts read later is at least as new, so gets never goes
+     * negative and never runs ahead of the real count by more than the
+     * puts that raced with the read. */
+    size_t depth = weft_queue_size(wq);
+    uint64_t puts = wq->ops->puts(wq);
+    q->depth = depth;
+    q->puts = puts;
+    q->gets = puts >= depth ? puts - depth : 0;
+    size_t cap = weft_queue_capacity(wq);
+    q->capacity = cap == WEFT_QUEUE_UNBOUNDED ? 0 : cap;
+}
+
+void
+weft__metrics_full_free(weft__metrics_full_t *f)
+{
+    weft_metrics_snapshot_free(f->s);
+    weft__free(f->hist);
+    f->s = NULL;
+    f->hist = NULL;
+}
+
+static int
+alloc_full(weft__metrics_full_t *f, size_t np, size_t nq)
+{
+    weft_metrics_snapshot_t *s = weft__calloc(1, sizeof(*s));
+    f->s = s;
+    f->hist = weft__calloc(np * 2 + 1, sizeof(weft__hist_full_t));
+    if (s == NULL || f->hist == NULL) {
+        return WEFT_ENOMEM;
+    }
+    s->pools = weft__calloc(np + 1, sizeof(*s->pools));
+    s->queues = weft__calloc(nq + 1, sizeof(*s->queues));
+    if (s->pools == NULL || s->queues == NULL) {
+        return WEFT_ENOMEM;
+    }
+    return WEFT_OK;
+}
+
+int
+weft__metrics_take(weft__metrics_full_t *f)
+{
+    setup();
+    /* Holding reg_lock keeps every listed object alive: destroy sends its
+     * object event (which takes the lock) before it frees anything. */
+    spin_lock(&reg_lock);
+    size_t np = 0, nq = 0;
+    unsigned ps[MAX_POOLS], qs[MAX_QUEUES];
+    for (unsigned i = 0; i < MAX_POOLS; i++) {
+        if (atomic_load_explicit(&pools[i].obj, memory_order_relaxed)) {
+            ps[np++] = i;
+        }
+    }
+    for (unsigned i = 0; i < MAX_QUEUES; i++) {
+        if (atomic_load_explicit(&queues[i].obj, memory_order_relaxed) &&
+            !queues[i].internal) {
+            qs[nq++] = i;
+        }
+    }
+    int rc = alloc_full(f, np, nq);
+    for (size_t i = 0; rc == WEFT_OK && i < np; i++) {
+        unsigned w = weft_pool_workers(
+            atomic_load_explicit(&pools[ps[i]].obj, memory_order_relaxed));
+        f->s->pools[i].utilisation = weft__calloc(w + 1, sizeof(double));
+        rc = f->s->pools[i].utilisation == NULL ? WEFT_ENOMEM : WEFT_OK;
+        f->s->npools = i + 1;
+    }
+    if (rc != WEFT_OK) {
+        spin_unlock(&reg_lock);
+        weft__metrics_full_free(f);
+        return rc;
+    }
+    weft_time_t now = weft_now();
+    f->s->taken_at = now;
+    for (size_t i = 0; i < np; i++) {
+        fill_pool(ps[i], &f->s->pools[i], &f->hist[2 * i], now);
+    }
+    for (size_t i = 0; i < nq; i++) {
+        fill_queue(qs[i], &f->s->queues[i]);
+    }
+    f->s->nqueues = nq;
+    spin_unlock(&reg_lock);
+    return WEFT_OK;
+}
+
+int
+weft_metrics_snapshot(weft_metrics_snapshot_t **out)
+{
+    if (out == NULL) {
+        return WEFT_EINVAL;
+    }
+    weft__metrics_full_t f = {NULL, NULL};
+    int rc = weft__metrics_take(&f);
+    if (rc == WEFT_OK) {
+        *out = f.s;
+        weft__free(f.hist);
+    }
+    return rc;
+}
+
+void
+weft_metrics_snapshot_free(weft_metrics_snapshot_t *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    for (size_t i = 0; s->pools != NULL && i < s->npools; i++) {
+        weft__free(s->pools[i].utilisation);
+    }
+    weft__free(s->pools);
+    weft__free(s->queues);
+    weft__free(s);
+}
