@@ -13,17 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* TSan: see tests/unit/test_metrics.c (a lower layer's benign race on
- * a global, exit_fn in src/unix/thread.c). */
-__attribute__((visibility("default"))) const char *
-__tsan_default_suppressions(void);
-const char *
-__tsan_default_suppressions(void)
-{
-    return "race:weft__plat_on_thread_exit\n"
-           "race:exit_trampoline\n";
-}
-
 #define SUBMITTERS 3
 
 static weft_executor_t *pool;

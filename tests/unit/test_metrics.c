@@ -11,24 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * TSan: weft__plat_on_thread_exit (src/unix/thread.c) stores the same
- * function pointer into a plain global (exit_fn) from every thread that
- * registers its record, and exit_trampoline reads it at thread exit; TSan
- * reports it whenever two threads first wait at the same time (pool
- * workers always do). Every store writes one value, so it is benign; the
- * code belongs to a lower layer this change must not touch. Suppressed
- * for these two functions only, until exit_fn is set once or atomic.
- */
-__attribute__((visibility("default"))) const char *
-__tsan_default_suppressions(void);
-const char *
-__tsan_default_suppressions(void)
-{
-    return "race:weft__plat_on_thread_exit\n"
-           "race:exit_trampoline\n";
-}
-
 #include "metrics_impl.h"
 #include "probe.h"
 
