@@ -222,12 +222,21 @@ print_edge(weft__sb_t *sb, const edge_t *e, const char *when)
     weft__sb_printf(sb, "\n    %p taken at ", e->b);
     print_site(sb, e->site_b);
     weft__sb_printf(sb, "\n    backtrace:\n");
-    char **sym = backtrace_symbols(e->bt, e->nbt);
+    /* Start at the caller of the lock call: the frames above it are the
+     * checker's own. */
+    int first = 0;
     for (int i = 0; i < e->nbt; i++) {
+        if (e->bt[i] == e->site_b) {
+            first = i;
+            break;
+        }
+    }
+    char **sym = backtrace_symbols(e->bt, e->nbt);
+    for (int i = first; i < e->nbt; i++) {
         if (sym != NULL) {
-            weft__sb_printf(sb, "      #%d %s\n", i, sym[i]);
+            weft__sb_printf(sb, "      #%d %s\n", i - first, sym[i]);
         } else {
-            weft__sb_printf(sb, "      #%d %p\n", i, e->bt[i]);
+            weft__sb_printf(sb, "      #%d %p\n", i - first, e->bt[i]);
         }
     }
     free(sym); // NOLINT: backtrace_symbols allocates with malloc
