@@ -197,8 +197,8 @@ weft__sb_printf(weft__sb_t *sb, const char *fmt, ...)
         va_list ap;
         va_start(ap, fmt);
         size_t room = sb->cap - sb->len;
-        int n = vsnprintf(sb->buf != NULL ? sb->buf + sb->len : NULL, room,
-                          fmt, ap);
+        int n = vsnprintf(sb->buf != NULL ? sb->buf + sb->len : NULL, room, fmt,
+                          ap);
         va_end(ap);
         if (n < 0) {
             return;

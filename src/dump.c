@@ -33,22 +33,14 @@ void weft__dbg_obj_foreach(void (*fn)(weft__obj_kind_t kind, const void *obj,
                            void *ctx);
 
 static const char *const wait_names[WEFT__WAIT_KINDS] = {
-    [WEFT__WAIT_NONE] = "nothing",
-    [WEFT__WAIT_MUTEX] = "mutex",
-    [WEFT__WAIT_RLOCK] = "rlock",
-    [WEFT__WAIT_SEM] = "semaphore",
-    [WEFT__WAIT_EVENT] = "event",
-    [WEFT__WAIT_COND] = "condition",
-    [WEFT__WAIT_BARRIER] = "barrier",
-    [WEFT__WAIT_ONCE] = "once",
-    [WEFT__WAIT_QUEUE_GET] = "queue-get",
-    [WEFT__WAIT_QUEUE_PUT] = "queue-put",
-    [WEFT__WAIT_FUTURE] = "future",
-    [WEFT__WAIT_GROUP] = "group",
-    [WEFT__WAIT_SCOPE] = "scope",
-    [WEFT__WAIT_CQ] = "completion-queue",
-    [WEFT__WAIT_SLEEP] = "sleep",
-    [WEFT__WAIT_JOIN] = "join",
+    [WEFT__WAIT_NONE] = "nothing",        [WEFT__WAIT_MUTEX] = "mutex",
+    [WEFT__WAIT_RLOCK] = "rlock",         [WEFT__WAIT_SEM] = "semaphore",
+    [WEFT__WAIT_EVENT] = "event",         [WEFT__WAIT_COND] = "condition",
+    [WEFT__WAIT_BARRIER] = "barrier",     [WEFT__WAIT_ONCE] = "once",
+    [WEFT__WAIT_QUEUE_GET] = "queue-get", [WEFT__WAIT_QUEUE_PUT] = "queue-put",
+    [WEFT__WAIT_FUTURE] = "future",       [WEFT__WAIT_GROUP] = "group",
+    [WEFT__WAIT_SCOPE] = "scope",         [WEFT__WAIT_CQ] = "completion-queue",
+    [WEFT__WAIT_SLEEP] = "sleep",         [WEFT__WAIT_JOIN] = "join",
     [WEFT__WAIT_IDLE] = "idle",
 };
 
@@ -74,7 +66,8 @@ copy_rec(weft__thread_rec_t *r, void *arg)
         t->id = atomic_load_explicit(&r->id, memory_order_relaxed);
         /* Acquire: pairs with weft__wait_begin's release store of the kind,
          * so the object's fields written before the wait are visible. */
-        t->wait_kind = atomic_load_explicit(&r->wait_kind, memory_order_acquire);
+        t->wait_kind =
+            atomic_load_explicit(&r->wait_kind, memory_order_acquire);
         t->wait_obj = atomic_load_explicit(&r->wait_obj, memory_order_relaxed);
         t->wait_since =
             atomic_load_explicit(&r->wait_since, memory_order_relaxed);
@@ -290,8 +283,8 @@ json_thread(weft__sb_t *sb, const weft__dbg_thread_t *t, weft_time_t now,
     if (t->has_task) {
         weft__sb_printf(sb, "{\"label\":");
         weft__sb_json(sb, t->task_label);
-        weft__sb_printf(sb, ",\"id\":%llu,\"running_s\":",
-                        (unsigned long long)t->task_id);
+        weft__sb_printf(
+            sb, ",\"id\":%llu,\"running_s\":", (unsigned long long)t->task_id);
         if (t->task_since > 0) {
             weft__sb_printf(sb, "%.6f}", secs(now, t->task_since));
         } else {
@@ -311,7 +304,8 @@ json_thread(weft__sb_t *sb, const weft__dbg_thread_t *t, weft_time_t now,
     weft__sb_printf(sb, "{\"kind\":\"%s\",\"object\":\"%p\",\"for_s\":%.6f",
                     weft__dbg_wait_name(t->wait_kind), t->wait_obj,
                     secs(now, t->wait_since));
-    if (t->wait_kind == WEFT__WAIT_FUTURE || t->wait_kind >= WEFT__WAIT_QUEUE_GET) {
+    if (t->wait_kind == WEFT__WAIT_FUTURE ||
+        t->wait_kind >= WEFT__WAIT_QUEUE_GET) {
         if (t->wait_kind != WEFT__WAIT_FUTURE || t->wait_obj != NULL) {
             weft__sb_printf(sb, ",\"label\":");
             weft__sb_json(sb, t->obj_label);

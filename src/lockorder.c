@@ -54,8 +54,8 @@ static _Atomic bool enabled;
 static _Atomic uint32_t epoch; /* bumped on enable: stale stacks reset */
 static _Atomic uint64_t nreports;
 static _Atomic uint32_t graph_lock;
-static edge_t edges[MAX_EDGES];      /* graph_lock */
-static size_t nedges;                /* graph_lock */
+static edge_t edges[MAX_EDGES];         /* graph_lock */
+static size_t nedges;                   /* graph_lock */
 static uint64_t reported[MAX_REPORTED]; /* graph_lock: cycle keys */
 static size_t nreported;                /* graph_lock */
 
@@ -170,8 +170,8 @@ find_path(const void *from, const void *to, cycle_t *c)
 static int
 cmp_ptr(const void *x, const void *y)
 {
-    uintptr_t a = (uintptr_t)*(const void *const *)x;
-    uintptr_t b = (uintptr_t)*(const void *const *)y;
+    uintptr_t a = (uintptr_t) * (const void *const *)x;
+    uintptr_t b = (uintptr_t) * (const void *const *)y;
     return a < b ? -1 : a > b;
 }
 
@@ -203,7 +203,7 @@ first_report(const cycle_t *c)
 static void
 print_site(weft__sb_t *sb, const void *site)
 {
-    void *p = (void *)(uintptr_t)site;
+    void *p = (void *)site; /* backtrace_symbols takes void *const * */
     char **sym = backtrace_symbols(&p, 1);
     weft__sb_printf(sb, "%s", sym != NULL ? sym[0] : "?");
     if (sym == NULL) {
@@ -246,8 +246,7 @@ static void
 report(const cycle_t *c)
 {
     weft__sb_t sb = {NULL, 0, 0, false};
-    weft__sb_printf(&sb,
-                    "potential deadlock: lock-order cycle of %d locks: %p",
+    weft__sb_printf(&sb, "potential deadlock: lock-order cycle of %d locks: %p",
                     c->n + 1, c->closing.a);
     for (int i = 0; i < c->n; i++) {
         weft__sb_printf(&sb, " -> %p", c->path[i].a);

@@ -112,8 +112,8 @@ default_writer(weft_log_level_t level, const char *thread, const char *message)
     struct tm tm;
     localtime_r(&ts.tv_sec, &tm);
     /* Relaxed: this thread's own record, written by this thread. */
-    const char *task =
-        atomic_load_explicit(&weft__self_rec()->task_label, memory_order_relaxed);
+    const char *task = atomic_load_explicit(&weft__self_rec()->task_label,
+                                            memory_order_relaxed);
     char tag[80] = "";
     if (task != NULL) {
         snprintf(tag, sizeof(tag), " [task:%.64s]", task);

@@ -79,7 +79,8 @@ next_of(const wd_state_t *s, size_t i)
 {
     const weft__dbg_thread_t *t = &s->ts[i];
     if (t->holder == 0 || !stuck(s, t) ||
-        (t->wait_kind != WEFT__WAIT_MUTEX && t->wait_kind != WEFT__WAIT_FUTURE)) {
+        (t->wait_kind != WEFT__WAIT_MUTEX &&
+         t->wait_kind != WEFT__WAIT_FUTURE)) {
         return -1;
     }
     for (size_t j = 0; j < s->nts; j++) {
@@ -116,8 +117,9 @@ report_cycle(wd_state_t *s, const int *next, int start)
     int i = start;
     do {
         const weft__dbg_thread_t *t = &s->ts[i];
-        uint64_t h = ((uint64_t)t->id << 32 ^ (uint64_t)(uintptr_t)t->wait_obj) *
-                     0x9e3779b97f4a7c15ull;
+        uint64_t h =
+            ((uint64_t)t->id << 32 ^ (uint64_t)(uintptr_t)t->wait_obj) *
+            0x9e3779b97f4a7c15ull;
         sum += h;
         xr ^= h;
         n++;
@@ -131,14 +133,13 @@ report_cycle(wd_state_t *s, const int *next, int start)
     i = start;
     do {
         const weft__dbg_thread_t *t = &s->ts[i];
-        weft__sb_printf(&sb,
-                        "\n  thread \"%s\" #%u waits on %s %p %s by \"%s\" "
-                        "#%u (for %.3f s)",
-                        t->name, t->id, weft__dbg_wait_name(t->wait_kind),
-                        t->wait_obj,
-                        t->wait_kind == WEFT__WAIT_MUTEX ? "held" : "run",
-                        t->holder_name, t->holder,
-                        (double)(s->now - t->wait_since) / 1e9);
+        weft__sb_printf(
+            &sb,
+            "\n  thread \"%s\" #%u waits on %s %p %s by \"%s\" "
+            "#%u (for %.3f s)",
+            t->name, t->id, weft__dbg_wait_name(t->wait_kind), t->wait_obj,
+            t->wait_kind == WEFT__WAIT_MUTEX ? "held" : "run", t->holder_name,
+            t->holder, (double)(s->now - t->wait_since) / 1e9);
         i = next[i];
     } while (i != start);
     deliver("deadlock", &sb);
