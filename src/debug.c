@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <weft/queue.h>
 #include <weft/thread.h>
 
 #include "debug_impl.h"
@@ -182,6 +183,22 @@ weft__dbg_obj_foreach(void (*fn)(weft__obj_kind_t kind, const void *obj,
         }
     }
     weft__dbg_spin_unlock(&objects_lock);
+}
+
+bool
+weft__dbg_queue_info(const void *q, char *name, size_t len, size_t *size)
+{
+    bool found = false;
+    weft__dbg_spin_lock(&objects_lock);
+    for (size_t i = 0; i < MAX_OBJECTS && !found; i++) {
+        if (objects[i].obj == q && objects[i].kind == WEFT__OBJ_QUEUE) {
+            snprintf(name, len, "%s", objects[i].name);
+            *size = weft_queue_size(q);
+            found = true;
+        }
+    }
+    weft__dbg_spin_unlock(&objects_lock);
+    return found;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -34,6 +34,8 @@ typedef struct weft__dbg_thread {
     uint64_t task_id;
     weft_time_t task_since; /* 0: unknown (timing was off) */
     const void *task_exec;
+    const void *running_token; /* token of the future task it runs */
+    size_t obj_size;           /* the queue's size, for queue waits */
     uint32_t holder; /* thread holding / running what it waits on, or 0 */
     char name[32];
     char task_label[48];
@@ -69,6 +71,10 @@ void weft__dbg_dump_sb(weft__sb_t *sb, weft_dump_format_t fmt);
 void weft__dbg_pool_foreach(void (*fn)(const void *exec, const char *name,
                                        void *ctx),
                             void *ctx);
+
+/* If q is a registered queue: copy its name, set *size, true (read under
+ * the registry lock, which a destroy waits for). */
+bool weft__dbg_queue_info(const void *q, char *name, size_t len, size_t *size);
 
 /* Deliver a report to the deadlock hook (or the log). */
 void weft__dbg_report(const char *kind, const char *text);

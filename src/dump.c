@@ -84,41 +84,59 @@ copy_rec(weft__thread_rec_t *r, void *arg)
             t->task_exec =
                 atomic_load_explicit(&r->task_exec, memory_order_relaxed);
         }
+        /* Seq_cst: as the canceller reads it (executor.c); compared only. */
+        t->running_token = atomic_load(&r->running_token);
         snprintf(t->name, sizeof(t->name), "%s", r->name);
     }
     c->n++;
 }
 
+/* The thread running the future task f: the one whose running token is
+ * f's. Found by address, without reading f, which its waiter may free as
+ * soon as it wakes. */
+static const weft__dbg_thread_t *
+runner_of(const weft__dbg_thread_t *ts, size_t n, const void *f)
+{
+    const void *token = (const char *)f + offsetof(struct weft_future, token);
+    for (size_t i = 0; i < n; i++) {
+        if (ts[i].running_token == token) {
+            return &ts[i];
+        }
+    }
+    return NULL;
+}
+
 /* Who holds or runs what t waits on, and a label for the object. */
 static void
-resolve(weft__dbg_thread_t *t)
+resolve(weft__dbg_thread_t *t, const weft__dbg_thread_t *ts, size_t n)
 {
     if (t->wait_obj == NULL) {
         return;
     }
     switch (t->wait_kind) {
     case WEFT__WAIT_MUTEX: {
+        /* The mutex is read: a waiter's mutex outlives the wait in any
+         * correct program (a destroy with waiters is a bug), though it
+         * may be freed right after (documented). */
         const weft__mutex_t *m = t->wait_obj;
         t->holder = atomic_load_explicit(&m->owner, memory_order_relaxed);
         break;
     }
     case WEFT__WAIT_FUTURE: {
-        const struct weft_future *f = t->wait_obj;
-        uint32_t st = atomic_load_explicit(&f->state, memory_order_acquire);
-        if ((st & ~(uint32_t)WEFT__FUTURE_COMPLETING) == WEFT_FUTURE_RUNNING) {
-            t->holder = atomic_load_explicit(&f->runner, memory_order_relaxed);
+        const weft__dbg_thread_t *r = runner_of(ts, n, t->wait_obj);
+        if (r != NULL) {
+            t->holder = r->id;
+            snprintf(t->obj_label, sizeof(t->obj_label), "%s", r->task_label);
         }
-        snprintf(t->obj_label, sizeof(t->obj_label), "%s",
-                 f->label != NULL ? f->label : "");
         break;
     }
     case WEFT__WAIT_QUEUE_GET:
-    case WEFT__WAIT_QUEUE_PUT: {
-        const weft_queue_t *q = t->wait_obj;
-        snprintf(t->obj_label, sizeof(t->obj_label), "%s",
-                 q->name != NULL ? q->name : "");
+    case WEFT__WAIT_QUEUE_PUT:
+        if (!weft__dbg_queue_info(t->wait_obj, t->obj_label,
+                                  sizeof(t->obj_label), &t->obj_size)) {
+            snprintf(t->obj_label, sizeof(t->obj_label), "?");
+        }
         break;
-    }
     default:
         break;
     }
@@ -136,7 +154,7 @@ weft__dbg_snapshot(weft__dbg_thread_t *out, size_t cap)
     weft__rec_foreach(copy_rec, &c);
     size_t n = c.n < cap ? c.n : cap;
     for (size_t i = 0; i < n; i++) {
-        resolve(&out[i]);
+        resolve(&out[i], out, n);
     }
     return c.n;
 }
@@ -159,20 +177,19 @@ text_wait(weft__sb_t *sb, const weft__dbg_thread_t *t, weft_time_t now)
     }
     weft__sb_printf(sb, "waiting on %s %p", weft__dbg_wait_name(t->wait_kind),
                     t->wait_obj);
-    if (t->wait_kind == WEFT__WAIT_FUTURE && t->wait_obj != NULL) {
+    if (t->wait_kind == WEFT__WAIT_FUTURE && t->holder != 0) {
         weft__sb_printf(sb, " (task \"%s\")", t->obj_label);
     }
     if (t->wait_kind == WEFT__WAIT_QUEUE_GET ||
         t->wait_kind == WEFT__WAIT_QUEUE_PUT) {
-        weft__sb_printf(sb, " \"%s\" (%zu items)", t->obj_label,
-                        weft_queue_size(t->wait_obj));
+        weft__sb_printf(sb, " \"%s\" (%zu items)", t->obj_label, t->obj_size);
     }
     if (t->holder != 0) {
         weft__sb_printf(sb, " %s by \"%s\" #%u",
                         t->wait_kind == WEFT__WAIT_MUTEX ? "held" : "run",
                         t->holder_name, t->holder);
     } else if (t->wait_kind == WEFT__WAIT_FUTURE && t->wait_obj != NULL) {
-        weft__sb_printf(sb, " not running");
+        weft__sb_printf(sb, " not running (queued or finishing)");
     }
     weft__sb_printf(sb, " for %.3f s", secs(now, t->wait_since));
 }
@@ -304,12 +321,14 @@ json_thread(weft__sb_t *sb, const weft__dbg_thread_t *t, weft_time_t now,
     weft__sb_printf(sb, "{\"kind\":\"%s\",\"object\":\"%p\",\"for_s\":%.6f",
                     weft__dbg_wait_name(t->wait_kind), t->wait_obj,
                     secs(now, t->wait_since));
-    if (t->wait_kind == WEFT__WAIT_FUTURE ||
-        t->wait_kind >= WEFT__WAIT_QUEUE_GET) {
-        if (t->wait_kind != WEFT__WAIT_FUTURE || t->wait_obj != NULL) {
-            weft__sb_printf(sb, ",\"label\":");
-            weft__sb_json(sb, t->obj_label);
-        }
+    bool queue = t->wait_kind == WEFT__WAIT_QUEUE_GET ||
+                 t->wait_kind == WEFT__WAIT_QUEUE_PUT;
+    if ((t->wait_kind == WEFT__WAIT_FUTURE && t->holder != 0) || queue) {
+        weft__sb_printf(sb, ",\"label\":");
+        weft__sb_json(sb, t->obj_label);
+    }
+    if (queue) {
+        weft__sb_printf(sb, ",\"size\":%zu", t->obj_size);
     }
     if (t->holder != 0) {
         weft__sb_printf(sb, ",\"holder\":{\"name\":");

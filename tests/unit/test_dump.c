@@ -141,6 +141,22 @@ labelled_task(void *arg)
     return NULL;
 }
 
+static void *
+awaiter_main(void *arg)
+{
+    assert_int_equal(weft_future_wait(arg), WEFT_OK);
+    return NULL;
+}
+
+static void *
+consumer_main(void *arg)
+{
+    uintptr_t item = 0;
+    assert_int_equal(weft_queue_get(arg, &item), WEFT_OK);
+    assert_int_equal(item, 7);
+    return NULL;
+}
+
 static void
 test_dump_task_label_duration_pool_queue(void **state)
 {
@@ -176,6 +192,22 @@ test_dump_task_label_duration_pool_queue(void **state)
     double secs = strtod(p + 5, NULL);
     assert_true(secs >= 0.1 && secs < 60.0);
 
+    /* A thread waiting on that future: the dump names its runner. */
+    weft_thread_t *aw = start("awaiter", awaiter_main, f);
+    char want[128];
+    snprintf(want, sizeof(want),
+             "waiting on future %p (task \"fetch\") run by \"dp/0\" #",
+             (void *)f);
+    await_line("awaiter", want, line, sizeof(line));
+    /* A thread waiting on an empty named queue. */
+    weft_queue_t *inbox = NULL;
+    qo.name = "inbox";
+    assert_int_equal(weft_queue_create(&qo, &inbox), WEFT_OK);
+    weft_thread_t *co = start("consumer", consumer_main, inbox);
+    snprintf(want, sizeof(want), "waiting on queue-get %p \"inbox\" (0 items)",
+             (void *)inbox);
+    await_line("consumer", want, line, sizeof(line));
+
     char *d = dump(WEFT_DUMP_TEXT);
     assert_non_null(strstr(d, "pool \"dp\""));
     assert_non_null(strstr(d, ": 1 workers, 0 idle"));
@@ -187,9 +219,17 @@ test_dump_task_label_duration_pool_queue(void **state)
     assert_true(json_valid(j));
     assert_non_null(strstr(j, "\"label\":\"fetch\""));
     assert_non_null(strstr(j, "\"capacity\":8"));
+    assert_non_null(strstr(j, "\"kind\":\"queue-get\""));
+    assert_non_null(strstr(j, "\"label\":\"inbox\",\"size\":0"));
+    assert_non_null(strstr(j, "\"holder\":{\"name\":\"dp/0\""));
     weft_dump_free(j);
 
     weft_event_set(&task_go);
+    assert_int_equal(weft_thread_join(aw, NULL), WEFT_OK);
+    uintptr_t seven = 7;
+    assert_int_equal(weft_queue_put(inbox, &seven), WEFT_OK);
+    assert_int_equal(weft_thread_join(co, NULL), WEFT_OK);
+    weft_queue_destroy(inbox);
     assert_int_equal(weft_future_wait(f), WEFT_OK);
     weft_future_release(f);
     weft_executor_destroy(ex);
