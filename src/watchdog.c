@@ -41,7 +41,8 @@ typedef struct wd_state {
 } wd_state_t;
 
 static _Atomic uint32_t wd_lock;
-static weft_thread_t *wd_thread; /* wd_lock */
+static weft_thread_t *wd_thread; /* wd_lock; set until the join ends */
+static bool wd_stopping;         /* wd_lock: a stop is joining */
 static weft_event_t wd_stop;     /* set to stop the thread */
 static _Atomic uint64_t wd_reports;
 
@@ -325,15 +326,20 @@ void
 weft_watchdog_stop(void)
 {
     weft__dbg_spin_lock(&wd_lock);
-    weft_thread_t *t = wd_thread;
-    wd_thread = NULL;
+    weft_thread_t *t = wd_stopping ? NULL : wd_thread;
     if (t != NULL) {
+        wd_stopping = true;
         weft_event_set(&wd_stop);
     }
     weft__dbg_spin_unlock(&wd_lock);
-    if (t != NULL) {
-        int rc = weft_thread_join(t, NULL);
-        WEFT_ASSERT(rc == WEFT_OK, "watchdog join: %s", weft_errname(rc));
-        weft_event_fini(&wd_stop);
+    if (t == NULL) {
+        return;
     }
+    int rc = weft_thread_join(t, NULL);
+    WEFT_ASSERT(rc == WEFT_OK, "watchdog join: %s", weft_errname(rc));
+    weft__dbg_spin_lock(&wd_lock);
+    weft_event_fini(&wd_stop);
+    wd_thread = NULL;
+    wd_stopping = false;
+    weft__dbg_spin_unlock(&wd_lock);
 }

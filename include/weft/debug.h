@@ -120,7 +120,8 @@ WEFT_API WEFT_NODISCARD int weft_watchdog_start(weft_time_t period,
                                                 weft_time_t stuck_after);
 
 /* weft_watchdog_stop: stop the watchdog and wait for its thread; no-op when
- * not running. Blocks for at most one scan. */
+ * not running or when another stop is under way (a start before that stop
+ * ends fails with WEFT_EBUSY). Blocks for at most one scan. */
 WEFT_API void weft_watchdog_stop(void);
 
 /* weft_watchdog_reports: the number of reports the watchdog made. */
