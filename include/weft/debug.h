@@ -34,9 +34,9 @@ typedef enum weft_dump_format {
  * ownership to the caller: free it with weft_dump_free (it comes from the
  * weft allocator, see weft_set_allocator). len may be NULL.
  * The dump is a snapshot of fields other threads write concurrently: it may
- * be slightly torn, and it reads the objects threads wait on, which must
- * not be freed while the dump runs (true of any object a thread is blocked
- * on). Returns WEFT_OK, WEFT_EINVAL (out NULL or bad fmt) or WEFT_ENOMEM
+ * be slightly torn. It reads the owner of each mutex a thread waits on: a
+ * mutex freed by its last waiter during the dump may be read after the
+ * free (futures and queues are never read through a waiter's pointer). Returns WEFT_OK, WEFT_EINVAL (out NULL or bad fmt) or WEFT_ENOMEM
  * (*out untouched). Thread-safe; does not block on weft locks held by
  * other threads (it takes short internal spinlocks).
  */
