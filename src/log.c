@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Logging: levels from WEFT_LOG, a replaceable hook, and a default writer
- * that labels every line with the time and the thread's weft name.
+ * that labels every line with the time, the thread's weft name and the
+ * label of the task the thread runs, if any.
  */
 #include "internal.h"
 #include "plat.h"
+#include "probe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,10 +111,17 @@ default_writer(weft_log_level_t level, const char *thread, const char *message)
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     localtime_r(&ts.tv_sec, &tm);
-    char line[1400];
-    int n = snprintf(line, sizeof(line), "%02d:%02d:%02d.%06ld [%s] %s %s\n",
+    /* Relaxed: this thread's own record, written by this thread. */
+    const char *task = atomic_load_explicit(&weft__self_rec()->task_label,
+                                            memory_order_relaxed);
+    char tag[80] = "";
+    if (task != NULL) {
+        snprintf(tag, sizeof(tag), " [task:%.64s]", task);
+    }
+    char line[1480];
+    int n = snprintf(line, sizeof(line), "%02d:%02d:%02d.%06ld [%s]%s %s %s\n",
                      tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000,
-                     thread, level_names[level], message);
+                     thread, tag, level_names[level], message);
     if (n > 0) {
         size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
         if ((size_t)n >= sizeof(line)) {

@@ -153,8 +153,12 @@ typedef void (*weft_log_fn)(void *ctx, weft_log_level_t level,
  * weft_log_set_hook: send log records to fn instead of stderr. fn NULL restores
  * the default writer, which prints one line per record to stderr:
  *   "12:34:56.789012 [thread-name] WARN message"
- * (local wall-clock time with microseconds, the weft thread name, the
- * level).
+ *   "12:34:56.789012 [pool/0] [task:fetch] WARN message"
+ * (local wall-clock time with microseconds, the weft thread name, the label
+ * of the task the logging thread runs when it runs a labelled task, the
+ * level). A hook that wants the task label calls weft_task_label() (it runs
+ * on the logging thread). Use the hook to route records elsewhere (syslog,
+ * a file, a test's buffer).
  * Process-global; safe to call at any time from any thread.
  */
 WEFT_API void weft_log_set_hook(weft_log_fn fn, void *ctx);
