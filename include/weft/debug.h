@@ -36,7 +36,8 @@ typedef enum weft_dump_format {
  * The dump is a snapshot of fields other threads write concurrently: it may
  * be slightly torn. It reads the owner of each mutex a thread waits on: a
  * mutex freed by its last waiter during the dump may be read after the
- * free (futures and queues are never read through a waiter's pointer). Returns WEFT_OK, WEFT_EINVAL (out NULL or bad fmt) or WEFT_ENOMEM
+ * free (futures and queues are never read through a waiter's pointer). Returns
+ * WEFT_OK, WEFT_EINVAL (out NULL or bad fmt) or WEFT_ENOMEM
  * (*out untouched). Thread-safe; does not block on weft locks held by
  * other threads (it takes short internal spinlocks).
  */

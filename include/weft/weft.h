@@ -4,6 +4,7 @@
 #define WEFT_WEFT_H
 
 #include <weft/base.h>
+#include <weft/debug.h>
 #include <weft/executor.h>
 #include <weft/future.h>
 #include <weft/metrics.h>
