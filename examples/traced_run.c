@@ -35,6 +35,7 @@ typedef struct run {
     weft_mutex_t lock;     /* guards the totals */
     uint64_t total;        /* sum of every chunk's result */
     uint64_t rendered;     /* render tasks that ran */
+    uint64_t checksum;     /* of the renders' results */
     weft_future_t *render[CHUNKS];
 } run_t;
 
@@ -60,9 +61,10 @@ static void *
 render(void *arg)
 {
     chunk_t *c = arg;
-    (void)crunch(c->no + 1000, CHUNK_WORK / 4);
+    uint64_t v = crunch(c->no + 1000, CHUNK_WORK / 4);
     EX_OK(weft_mutex_lock(&c->run->lock));
     c->run->rendered++;
+    c->run->checksum += v;
     weft_mutex_unlock(&c->run->lock);
     return NULL;
 }
@@ -194,6 +196,7 @@ main(int argc, char **argv)
            (unsigned long long)weft_trace_events(),
            (unsigned long long)weft_trace_dropped(), (long long)st.st_size,
            path);
+    printf("  render checksum %016llx\n", (unsigned long long)r.checksum);
     printf("  open it in ui.perfetto.dev or chrome://tracing, or run\n"
            "  weft trace-view %s trace.html\n",
            path);
