@@ -232,14 +232,15 @@ record(unsigned type, unsigned kind, int worker, int code, uint64_t id,
     if (atomic_load_explicit(&active, memory_order_relaxed) == 0) {
         return; /* a probe that raced with weft_trace_stop */
     }
+    /* The time first: a thread's first event waits for its ring. */
+    uint64_t ts = (uint64_t)weft_now();
     weft__trace_ring_t *r = ring_self();
     if (r == NULL) {
         atomic_fetch_add_explicit(&no_memory, 1, memory_order_relaxed);
         return;
     }
     uint64_t i = atomic_load_explicit(&r->head, memory_order_relaxed);
-    uint64_t w[4] = {(uint64_t)weft_now(), meta(type, kind, worker, code), id,
-                     aux};
+    uint64_t w[4] = {ts, meta(type, kind, worker, code), id, aux};
     put_words(r, i++, w);
     if (label != NULL) {
         size_t len = strnlen(label, WEFT__TEV_LABEL_MAX);
