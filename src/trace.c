@@ -244,14 +244,15 @@ record(unsigned type, unsigned kind, int worker, int code, uint64_t id,
     put_words(r, i++, w);
     if (label != NULL) {
         size_t len = strnlen(label, WEFT__TEV_LABEL_MAX);
-        for (unsigned k = 0; k * 24 < len; k++) {
-            char b[24] = {0};
-            size_t n = len - k * 24 < 24 ? len - k * 24 : 24;
-            memcpy(b, label + k * 24, n);
+        for (size_t k = 0; k * WEFT__TEV_LABEL_CHUNK < len; k++) {
+            char b[WEFT__TEV_LABEL_CHUNK] = {0};
+            size_t off = k * WEFT__TEV_LABEL_CHUNK;
+            size_t n = len - off < sizeof b ? len - off : sizeof b;
+            memcpy(b, label + off, n);
             memcpy(&w[0], b, 8);
             memcpy(&w[2], b + 8, 8);
             memcpy(&w[3], b + 16, 8);
-            w[1] = meta(WEFT__TEV_LABEL, k, -1, 0);
+            w[1] = meta(WEFT__TEV_LABEL, (unsigned)k, -1, 0);
             put_words(r, i++, w);
         }
     }
@@ -445,7 +446,8 @@ weft__trace_snapshot(weft__trace_snap_t *s)
     /* New rings may join between the count and the copy: count again. */
     for (;;) {
         size_t n = count_rings(g);
-        weft__trace_ring_t **v = weft__calloc(n + 1, sizeof *v);
+        weft__trace_ring_t **v =
+            weft__calloc(n + 1, sizeof(weft__trace_ring_t *));
         if (v == NULL) {
             return WEFT_ENOMEM;
         }
@@ -537,10 +539,11 @@ static void
 add_label(weft__tev_t *e, const uint64_t w[4])
 {
     size_t k = (size_t)(w[1] >> 8 & 0xffu);
-    if (k >= WEFT__TEV_LABEL_SLOTS || strlen(e->label) != k * 24) {
+    if (k >= WEFT__TEV_LABEL_SLOTS ||
+        strlen(e->label) != k * WEFT__TEV_LABEL_CHUNK) {
         return; /* not the next part */
     }
-    char *d = e->label + k * 24;
+    char *d = e->label + k * WEFT__TEV_LABEL_CHUNK;
     memcpy(d, &w[0], 8);
     memcpy(d + 8, &w[2], 8);
     memcpy(d + 16, &w[3], 8);
@@ -643,13 +646,15 @@ env_write(void)
 __attribute__((constructor)) static void
 env_start(void)
 {
-    const char *path = getenv("WEFT_TRACE");
+    /* At load time, before the program starts threads. */
+    const char *path = getenv("WEFT_TRACE"); // NOLINT(concurrency-mt-unsafe)
     if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof env_path) {
         return;
     }
     snprintf(env_path, sizeof env_path, "%s", path);
     weft_trace_opts_t o = WEFT_TRACE_OPTS_INIT;
-    const char *events = getenv("WEFT_TRACE_EVENTS");
+    const char *events =
+        getenv("WEFT_TRACE_EVENTS"); // NOLINT(concurrency-mt-unsafe)
     if (events != NULL) {
         o.ring_events = (size_t)strtoull(events, NULL, 10);
     }

@@ -19,8 +19,9 @@ enum {
 };
 
 #define WEFT__TEV_WORDS 4
-#define WEFT__TEV_LABEL_SLOTS 2 /* so labels keep up to 48 bytes */
-#define WEFT__TEV_LABEL_MAX (WEFT__TEV_LABEL_SLOTS * 24)
+#define WEFT__TEV_LABEL_SLOTS 2            /* so labels keep up to 48 bytes */
+#define WEFT__TEV_LABEL_CHUNK ((size_t)24) /* label bytes per slot */
+#define WEFT__TEV_LABEL_MAX (WEFT__TEV_LABEL_SLOTS * WEFT__TEV_LABEL_CHUNK)
 
 /*
  * One thread's ring. Slot i holds event number i (mod cap); head counts the

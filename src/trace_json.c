@@ -432,7 +432,7 @@ put_file(const char *path, const writer_t *w)
             "\n],\n\"displayTimeUnit\":\"ns\",\n\"otherData\":{"
             "\"dropped\":%llu,\"events\":%llu,\"threads\":%zu,"
             "\"duration_us\":%.3f,\"clock\":\"monotonic\"}}\n",
-            (unsigned long long)(w->lost + w->snap.dropped),
+            (unsigned long long)w->lost + w->snap.dropped,
             (unsigned long long)w->events, w->nth, us(w, w->snap.t_end));
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad) {
