@@ -23,6 +23,9 @@
  * head - cap, since the owner overwrites event j only after publishing
  * head = j + cap, and the release store of the overwriting word, once seen
  * by an acquire copy, makes that head visible to the second load.
+ * Stopping: a recorder raises its ring's busy flag, then checks active;
+ * weft_trace_stop clears active, then waits for every busy flag to fall
+ * (both seq_cst: Dekker), so no event lands after stop returns.
  * Lock order: ctl (a pthread mutex: start, stop, write) before list_lock.
  */
 #include <pthread.h>
@@ -239,6 +242,14 @@ record(unsigned type, unsigned kind, int worker, int code, uint64_t id,
         atomic_fetch_add_explicit(&no_memory, 1, memory_order_relaxed);
         return;
     }
+    /* Seq_cst store then load, against weft_trace_stop's store of active
+     * then load of busy (Dekker): either we see the stop, or it waits for
+     * this event. */
+    atomic_store_explicit(&r->busy, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&active, memory_order_seq_cst) == 0) {
+        atomic_store_explicit(&r->busy, 0, memory_order_release);
+        return;
+    }
     uint64_t i = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t w[4] = {ts, meta(type, kind, worker, code), id, aux};
     put_words(r, i++, w);
@@ -258,6 +269,8 @@ record(unsigned type, unsigned kind, int worker, int code, uint64_t id,
     }
     /* Release: the writer that reads this head (acquire) sees the words. */
     atomic_store_explicit(&r->head, i, memory_order_release);
+    /* Release: pairs with the acquire load in wait_recorders. */
+    atomic_store_explicit(&r->busy, 0, memory_order_release);
 }
 
 static void
@@ -390,6 +403,21 @@ out:
     return rc;
 }
 
+/* Wait until no thread is writing an event (after active was cleared: see
+ * record). Recorders take no lock while they write, so holding list_lock
+ * here cannot block them. */
+static void
+wait_recorders(void)
+{
+    spin_lock(&list_lock);
+    for (weft__trace_ring_t *r = rings; r != NULL; r = r->next) {
+        while (atomic_load_explicit(&r->busy, memory_order_seq_cst) != 0) {
+            weft_thread_yield();
+        }
+    }
+    spin_unlock(&list_lock);
+}
+
 void
 weft_trace_stop(void)
 {
@@ -397,6 +425,7 @@ weft_trace_stop(void)
     if (atomic_load_explicit(&active, memory_order_relaxed) != 0) {
         weft__probe_set_mask(&sink, 0);
         atomic_store_explicit(&active, 0, memory_order_seq_cst);
+        wait_recorders();
         t_stop = weft_now();
     }
     weft__trace_unlock();

@@ -35,6 +35,7 @@ typedef struct weft__trace_ring {
     _Atomic uint32_t gen;          /* trace the events from base on belong to */
     _Atomic uint32_t in_use;       /* an owner thread holds it */
     _Atomic uint32_t tid;          /* the owner's weft thread id */
+    _Atomic uint32_t busy;         /* the owner is writing an event */
     size_t cap;                    /* power of two, fixed */
     struct weft__trace_ring *next; /* registry (list lock) */
     char name[32];                 /* owner's name (list lock) */

@@ -52,8 +52,8 @@ WEFT_API WEFT_NODISCARD int weft_trace_start(const weft_trace_opts_t *opts);
 /*
  * weft_trace_stop: stop recording. The recorded events stay until the next
  * weft_trace_start, so weft_trace_write can still write them. Idempotent.
- * After it returns no new event is recorded except by a thread that was
- * already inside a probe. Thread-safe.
+ * After it returns no new event is recorded (it waits, yielding, for the
+ * threads in the middle of writing one). Thread-safe.
  */
 WEFT_API void weft_trace_stop(void);
 
