@@ -39,7 +39,7 @@ run_config() { # name, cmake args...
 }
 
 test_all() {
-    scripts/install-deps build bench lint
+    scripts/install-deps build bench lint browser
     failed=""
     start=$(date +%s)
     # Read only by the sanitized builds' binaries.

@@ -17,6 +17,8 @@
 
 #include <weft/weft.h>
 
+#include "trace_view.h"
+
 #ifndef WEFT_VERSION_STRING
 #define WEFT_VERSION_STRING "unknown"
 #endif
@@ -100,6 +102,9 @@ usage(FILE *to)
                 "explaining each\n"
                 "  version         print weft's version\n"
                 "  cpus            print how many CPUs this process can use\n"
+                "  trace-view TRACE.json OUT.html\n"
+                "                  write a trace as a self-contained timeline "
+                "page\n"
                 "  help            print this help\n\n"
                 "examples:\n ");
     for (size_t i = 0, col = 1; i < N_DEMOS; i++) {
@@ -312,6 +317,13 @@ main(int argc, char **argv)
 
     if (strcmp(cmd, "demo") == 0) {
         return cmd_demo(argc - 2, argv + 2, argv[0] != NULL ? argv[0] : "");
+    }
+    if (strcmp(cmd, "trace-view") == 0) {
+        int rc = trace_view_main(argc - 2, argv + 2);
+        if (rc == EXIT_USAGE) {
+            usage(stderr);
+        }
+        return rc;
     }
     if (strcmp(cmd, "version") == 0 && argc == 2) {
         printf("weft %s\n", WEFT_VERSION_STRING);

@@ -13,5 +13,6 @@
 #include <weft/scope.h>
 #include <weft/sync.h>
 #include <weft/thread.h>
+#include <weft/trace.h>
 
 #endif /* WEFT_WEFT_H */
