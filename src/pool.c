@@ -649,7 +649,9 @@ pool_help(weft_future_t *f)
         return false;
     }
     weft__job_t job = {f->fn, f->arg, weft_future_retain(f), 0, 0};
-    weft__job_run(&job); /* drops the reference taken above */
+    weft__worker_t *w = self_worker;
+    /* Drops the reference taken above; probes see the task run here. */
+    weft__job_run_on(weft_pool_current(), &job, w != NULL ? (int)w->index : -1);
     return weft_future_done(f);
 }
 
