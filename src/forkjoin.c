@@ -105,6 +105,21 @@ record_failure(fj_group_t *g, int code)
                                                   memory_order_relaxed);
 }
 
+/* Run a child's body under its own task context (weft__task_enter/leave,
+ * inlined: the spawn fast path); its failure goes to the group. */
+static inline void
+run_child(fj_group_t *g, weft_spawn_fn fn, void *arg)
+{
+    weft__task_ctx_t ctx = {NULL, WEFT_OK, NULL, weft__current_task};
+    weft__current_task = &ctx;
+    fn(arg);
+    weft__current_task = ctx.outer;
+    if (WEFT__UNLIKELY(ctx.code != WEFT_OK)) {
+        record_failure(g, ctx.code);
+        weft__free(ctx.msg);
+    }
+}
+
 static void
 child_done(fj_group_t *g)
 {
@@ -132,15 +147,8 @@ weft__fj_run_spawn(weft__worker_t *w, weft__frame_t *f)
     w->cur_iso = atomic_load_explicit(&f->iso, memory_order_relaxed);
     weft__frame_put(w, f);
     /* weft__task_enter/leave, inlined: this is the spawn fast path. */
-    weft__task_ctx_t ctx = {NULL, WEFT_OK, NULL, weft__current_task};
-    weft__current_task = &ctx;
-    fn(arg);
-    weft__current_task = ctx.outer;
+    run_child(g, fn, arg);
     w->cur_iso = saved;
-    if (WEFT__UNLIKELY(ctx.code != WEFT_OK)) {
-        record_failure(g, ctx.code);
-        weft__free(ctx.msg);
-    }
     child_done(g);
 }
 
@@ -161,16 +169,9 @@ run_outside_child(void *arg)
     if (w != NULL) {
         w->cur_iso = c.g->iso;
     }
-    weft__task_ctx_t ctx;
-    weft__task_enter(&ctx, NULL);
-    c.fn(c.arg);
-    weft__task_leave(&ctx);
+    run_child(c.g, c.fn, c.arg);
     if (w != NULL) {
         w->cur_iso = saved;
-    }
-    if (ctx.code != WEFT_OK) {
-        record_failure(c.g, ctx.code);
-        weft__free(ctx.msg);
     }
     child_done(c.g);
     return NULL;
@@ -225,14 +226,7 @@ weft_group_spawn(weft_group_t *gp, weft_spawn_fn fn, void *arg)
     int64_t queued = atomic_load_explicit(&w->dq.bottom, memory_order_relaxed) -
                      atomic_load_explicit(&w->dq.top, memory_order_relaxed);
     if (queued >= SPAWN_INLINE_QUEUED) {
-        weft__task_ctx_t ctx = {NULL, WEFT_OK, NULL, weft__current_task};
-        weft__current_task = &ctx;
-        fn(arg);
-        weft__current_task = ctx.outer;
-        if (WEFT__UNLIKELY(ctx.code != WEFT_OK)) {
-            record_failure(g, ctx.code);
-            weft__free(ctx.msg);
-        }
+        run_child(g, fn, arg);
         return WEFT_OK;
     }
     weft__frame_t *f = weft__frame_get(w);

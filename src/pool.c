@@ -276,32 +276,34 @@ take_injected(weft__worker_t *w, weft_queue_t *q, weft__job_t *first)
 }
 
 int
+weft__pool_put(weft__pool_t *p, weft_queue_t *q, const weft__job_t *job,
+               weft_submit_policy_t policy, weft_time_t deadline,
+               void (*on_full)(weft__pool_t *p))
+{
+    int rc = weft_queue_try_put(q, job);
+    if (rc == WEFT_EAGAIN && policy != WEFT_SUBMIT_REJECT &&
+        policy != WEFT_SUBMIT_CALLER_RUNS) {
+        if (on_full != NULL) {
+            on_full(p);
+        }
+        rc = weft_queue_put_until(q, job, deadline);
+    }
+    return rc == WEFT_ECLOSED ? WEFT_ESHUTDOWN : rc;
+}
+
+int
 weft__pool_inject(weft__pool_t *p, const weft__job_t *job, bool priority,
                   weft_submit_policy_t policy, weft_time_t deadline)
 {
     weft_queue_t *q = priority ? p->inj_hi : p->inj;
-    int rc;
-    switch (policy) {
-    case WEFT_SUBMIT_REJECT:
-        rc = weft_queue_try_put(q, job);
-        break;
-    case WEFT_SUBMIT_CALLER_RUNS:
-        rc = weft_queue_try_put(q, job);
-        if (rc == WEFT_EAGAIN) {
-            weft__job_run(job);
-            return WEFT_OK;
-        }
-        break;
-    default:
-        rc = deadline == WEFT_FOREVER ? weft_queue_put(q, job)
-                                      : weft_queue_put_until(q, job, deadline);
-        break;
+    int rc = weft__pool_put(p, q, job, policy, deadline, NULL);
+    if (rc == WEFT_EAGAIN && policy == WEFT_SUBMIT_CALLER_RUNS) {
+        weft__job_run(job);
+        return WEFT_OK;
     }
     if (rc == WEFT_OK) {
         weft__pool_wake_one(p);
         WEFT__PROBE_POOL(p, WEFT__POOL_SUBMIT, -1);
-    } else if (rc == WEFT_ECLOSED) {
-        rc = WEFT_ESHUTDOWN;
     } else if (rc == WEFT_EAGAIN || rc == WEFT_ETIMEDOUT) {
         WEFT__PROBE_POOL(p, WEFT__POOL_REJECT, -1);
     }

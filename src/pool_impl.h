@@ -184,6 +184,16 @@ weft__pool_push_local(weft__worker_t *w, weft__frame_t *f)
  * wake-up; pairs with the seq_cst fence in the idle path). */
 void weft__pool_wake_one(weft__pool_t *p);
 
+/*
+ * Put job on q (an injector or the lane's queue) under policy: REJECT and
+ * CALLER_RUNS try once (WEFT_EAGAIN when full: a CALLER_RUNS caller then
+ * runs the job itself); BLOCK waits for room until deadline, calling
+ * on_full (may be NULL) once first. A closed queue gives WEFT_ESHUTDOWN.
+ */
+int weft__pool_put(weft__pool_t *p, weft_queue_t *q, const weft__job_t *job,
+                   weft_submit_policy_t policy, weft_time_t deadline,
+                   void (*on_full)(weft__pool_t *p));
+
 /* Queue job from outside the workers (injector), with policy. */
 int weft__pool_inject(weft__pool_t *p, const weft__job_t *job, bool priority,
                       weft_submit_policy_t policy, weft_time_t deadline);

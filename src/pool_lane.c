@@ -143,30 +143,15 @@ weft__lane_submit(weft__pool_t *p, const weft__job_t *job,
     weft__lane_t *l = &p->lane;
     /* Counted before it can be taken: pending == 0 means quiet. */
     atomic_fetch_add_explicit(&l->pending, 1, memory_order_seq_cst);
-    int rc;
-    switch (policy) {
-    case WEFT_SUBMIT_REJECT:
-        rc = weft_queue_try_put(l->q, job);
-        break;
-    case WEFT_SUBMIT_CALLER_RUNS:
-        rc = weft_queue_try_put(l->q, job);
-        if (rc == WEFT_EAGAIN) {
-            atomic_fetch_sub_explicit(&l->pending, 1, memory_order_seq_cst);
+    /* A full queue needs consumers to drain it: grow before waiting. */
+    int rc = weft__pool_put(p, l->q, job, policy, deadline, maybe_grow);
+    if (rc != WEFT_OK) {
+        atomic_fetch_sub_explicit(&l->pending, 1, memory_order_seq_cst);
+        if (rc == WEFT_EAGAIN && policy == WEFT_SUBMIT_CALLER_RUNS) {
             weft__job_run(job);
             return WEFT_OK;
         }
-        break;
-    default:
-        rc = weft_queue_try_put(l->q, job);
-        if (rc == WEFT_EAGAIN) {
-            maybe_grow(p); /* a full queue needs consumers to drain it */
-            rc = weft_queue_put_until(l->q, job, deadline);
-        }
-        break;
-    }
-    if (rc != WEFT_OK) {
-        atomic_fetch_sub_explicit(&l->pending, 1, memory_order_seq_cst);
-        return rc == WEFT_ECLOSED ? WEFT_ESHUTDOWN : rc;
+        return rc;
     }
     maybe_grow(p);
     return WEFT_OK;
