@@ -6,10 +6,10 @@
 # script must draw one row per thread of the trace (--dump-dom), and its
 # screenshot must be a real picture (a PNG of several KB and many colours).
 # Exit status 77 (skipped) only when Chromium is missing outside CI.
-# Usage: trace_view.sh WEFT EX_TRACED_RUN EX_PIPELINE PYTHON CHECKER WORKDIR
+# Usage: trace_view.sh WEFT EX_TRACED_RUN EX_AS_COMPLETED PYTHON CHECKER WORKDIR
 set -eu
-[ $# -eq 6 ] || { echo "usage: $0 WEFT TRACED_RUN PIPELINE PYTHON CHECKER DIR" >&2; exit 2; }
-weft=$1 traced=$2 pipeline=$3 python=$4 checker=$5 work=$6
+[ $# -eq 6 ] || { echo "usage: $0 WEFT TRACED_RUN AS_COMPLETED PYTHON CHECKER DIR" >&2; exit 2; }
+weft=$1 traced=$2 untraced=$3 python=$4 checker=$5 work=$6
 
 fail() { echo "FAILED: $*" >&2; exit 1; }
 fact() { # fact NAME FILE: the number trace_check.py printed for NAME
@@ -50,12 +50,21 @@ orphans=$(awk '$1 == "task" && $2 == "render" && $4 == 0' "$work/run.txt" |
 echo "run.json: $(wc -c <"$work/run.json") bytes, $parse parse tasks"
 
 echo "== WEFT_TRACE=<path> on a program that never calls the trace API"
-WEFT_TRACE="$work/env.json" "$pipeline" >/dev/null
+# The as_completed example runs 11 tasks labelled "job" on a pool and waits
+# on futures with a deadline that expires: both must be in the trace, however
+# the threads were scheduled.
+WEFT_TRACE="$work/env.json" "$untraced" >/dev/null
 "$python" "$checker" "$work/env.json" >"$work/env.txt" ||
     fail "env.json is not a valid trace"
-grep -q '^wait queue_' "$work/env.txt" ||
-    fail "env.json has no queue waits"
-[ "$(fact bad_nesting "$work/env.txt")" = 0 ] || fail "env.json nesting"
+jobs=$(grep -c '^task job ' "$work/env.txt" || true)
+[ "$jobs" = 11 ] || {
+    cat "$work/env.txt" >&2
+    fail "env.json has $jobs tasks labelled job, not 11"
+}
+grep -q '^wait future' "$work/env.txt" || fail "env.json has no future waits"
+for k in bad_dur bad_nesting unmatched; do
+    [ "$(fact "$k" "$work/env.txt")" = 0 ] || fail "env.json: $k is not 0"
+done
 
 echo "== weft trace-view"
 "$weft" trace-view "$work/run.json" "$work/view.html"
