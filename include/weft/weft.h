@@ -8,6 +8,7 @@
 #include <weft/executor.h>
 #include <weft/future.h>
 #include <weft/metrics.h>
+#include <weft/pipeline.h>
 #include <weft/pool.h>
 #include <weft/queue.h>
 #include <weft/scope.h>
