@@ -271,6 +271,9 @@ static void
 on_object(weft__obj_kind_t kind, const void *obj, const char *name,
           bool created)
 {
+    if (kind != WEFT__OBJ_POOL && kind != WEFT__OBJ_QUEUE) {
+        return;
+    }
     slot_t *t = kind == WEFT__OBJ_POOL ? pools : queues;
     unsigned n = kind == WEFT__OBJ_POOL ? MAX_POOLS : MAX_QUEUES;
     spin_lock(&reg_lock);

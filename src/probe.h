@@ -62,6 +62,7 @@ typedef enum weft__pool_ev {
 typedef enum weft__obj_kind {
     WEFT__OBJ_POOL = 0,  /* a weft_executor_t thread pool */
     WEFT__OBJ_QUEUE = 1, /* a weft_queue_t */
+    WEFT__OBJ_PIPELINE = 2, /* a weft_pipeline_t (started) */
 } weft__obj_kind_t;
 
 /* Queue events (queue_event probe). */
