@@ -230,10 +230,15 @@ count(const weft_pipeline_t *p, size_t slot, _Atomic uint64_t *c, uint64_t v)
 
 #define CELL(p, slot, s) weft__pipe_cell((p), (slot), (s))
 
+/* With collection on, stage calls (and waits in buffers) of one token in
+ * SAMPLE are timed, and the times scaled by SAMPLE: two clock reads per
+ * call would cost more than a trivial stage. */
+#define SAMPLE 8u
+
 static bool
-timing(void)
+timing(uint64_t seq)
 {
-    return WEFT__PROBING(WEFT__PROBE_TASK);
+    return WEFT__PROBING(WEFT__PROBE_TASK) && seq % SAMPLE == 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -500,17 +505,17 @@ source_loop(weft_pipeline_t *p)
         atomic_fetch_add_explicit(&p->live, k, memory_order_relaxed);
         size_t made = 0;
         bool end = false;
-        bool timed = timing();
         for (; made < k; made++) {
             if (check_cancel(p)) {
                 break;
             }
             void *item = NULL;
+            bool timed = timing(p->next_seq);
             weft_time_t t0 = timed ? weft_now() : 0;
             int rc = p->source(p->source_ctx, &item);
             if (timed) {
                 count(p, slot, &CELL(p, slot, 0)->busy_ns,
-                      (uint64_t)(weft_now() - t0));
+                      SAMPLE * (uint64_t)(weft_now() - t0));
             }
             if (rc == WEFT_OK) {
                 admit(p, item, slot);
@@ -619,7 +624,7 @@ gate_enter(weft_pipeline_t *p, weft__stage_rt_t *st, weft__token_t *t)
         weft_mutex_unlock(&st->mu);
         return GATE_RUN;
     }
-    t->parked_at = timing() ? weft_now() : 0;
+    t->parked_at = timing(t->seq) ? weft_now() : 0;
     if (st->cfg.ordered) {
         size_t i = (size_t)(t->seq % p->max_in_flight);
         WEFT_ASSERT(st->ring[i] == NULL, "pipeline %s: reorder slot taken",
@@ -755,7 +760,8 @@ gate_leave(weft_pipeline_t *p, weft__stage_rt_t *st, const weft__token_t *t,
     if (next != NULL && next->parked_at != 0) {
         weft_time_t now = weft_now();
         count(p, slot, &CELL(p, slot, s + 1)->wait_ns,
-              now > next->parked_at ? (uint64_t)(now - next->parked_at) : 0);
+              now > next->parked_at ? SAMPLE * (uint64_t)(now - next->parked_at)
+                                    : 0);
     }
     return next;
 }
@@ -771,13 +777,12 @@ call_stage(weft_pipeline_t *p, unsigned s, weft__token_t *t, size_t slot)
     weft__stage_rt_t *st = &p->stages[s];
     const weft_stage_t *c = &st->cfg;
     bool sink = s + 1 == p->nstages;
-    bool timed = timing();
-    weft_time_t t0 = 0;
-    uint64_t id = 0;
-    if (timed) {
-        id = ((uint64_t)(s + 1) << 48) ^ t->seq;
+    bool timed = timing(t->seq);
+    bool slice = WEFT__PROBING(WEFT__PROBE_SLICE);
+    weft_time_t t0 = timed ? weft_now() : 0;
+    uint64_t id = ((uint64_t)(s + 1) << 48) ^ t->seq;
+    if (slice) {
         weft__probe_task_begin(p, id, st->name, 0, (int)slot);
-        t0 = weft_now();
     }
     uint32_t n_in = t->n;
     uint64_t filtered = 0;
@@ -843,7 +848,9 @@ call_stage(weft_pipeline_t *p, unsigned s, weft__token_t *t, size_t slot)
     }
     if (timed) {
         count(p, slot, &CELL(p, slot, s + 1)->busy_ns,
-              (uint64_t)(weft_now() - t0));
+              SAMPLE * (uint64_t)(weft_now() - t0));
+    }
+    if (slice) {
         weft__probe_task_end(p, id, rc, (int)slot);
     }
     weft__stage_cell_t *cell = CELL(p, slot, s + 1);
