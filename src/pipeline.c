@@ -148,17 +148,22 @@ prepare(weft_pipeline_t *p)
     p->cells = weft__malloc_aligned(p->nslots * p->cell_stride);
     p->worker_tokens =
         weft__calloc(p->workers > 0 ? p->workers : 1u, sizeof(weft__cancel_t));
-    if (p->tokens == NULL || p->cells == NULL || p->worker_tokens == NULL) {
+    p->free_stacks = weft__malloc_aligned(p->nslots * CL);
+    if (p->tokens == NULL || p->cells == NULL || p->worker_tokens == NULL ||
+        p->free_stacks == NULL) {
         return WEFT_ENOMEM;
     }
     memset(p->cells, 0, p->nslots * p->cell_stride);
+    for (size_t k = 0; k < p->nslots; k++) {
+        atomic_init(weft__pipe_free_stack(p, k), NULL);
+    }
     for (size_t i = n; i-- > 0;) {
         weft__token_t *t = &p->tokens[i];
         t->items = &t->one;
         t->cap = 1;
         t->pipe = p;
-        t->next = atomic_load_explicit(&p->free_tokens, memory_order_relaxed);
-        atomic_store_explicit(&p->free_tokens, t, memory_order_relaxed);
+        t->next = p->src_cache;
+        p->src_cache = t;
     }
     return weft_promise_create(&p->fut);
 }
@@ -207,6 +212,11 @@ wait_end(weft_pipeline_t *p)
 int
 weft_pipeline_run(weft_pipeline_t *p)
 {
+    weft__worker_t *w = weft__pool_self();
+    if (p != NULL && p->workers == 1 && w != NULL &&
+        (const void *)w->pool == (const void *)p->ex) {
+        return WEFT_EDEADLK; /* the only worker would wait for itself */
+    }
     int rc = weft_pipeline_start(p, NULL);
     if (rc != WEFT_OK) {
         return rc;
@@ -378,6 +388,7 @@ weft_pipeline_destroy(weft_pipeline_t *p)
     }
     weft__free(p->tokens);
     weft__free_aligned(p->cells);
+    weft__free_aligned(p->free_stacks);
     weft__free(p->worker_tokens);
     stages_fini(p);
     weft_mutex_fini(&p->fail_mu);

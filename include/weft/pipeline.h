@@ -235,7 +235,9 @@ WEFT_API WEFT_NODISCARD int weft_pipeline_start(weft_pipeline_t *p,
 /*
  * weft_pipeline_run: start, then wait for the end. Returns WEFT_OK, the
  * first failure's code (message from weft_pipeline_error), WEFT_ECANCELED,
- * or an error of weft_pipeline_start. Not from a task of the pipeline.
+ * or an error of weft_pipeline_start; WEFT_EDEADLK (nothing started) from
+ * a task of a one-worker pool that is the pipeline's own (the waiting
+ * worker is not available to the stages meanwhile). Not from a stage.
  */
 WEFT_API WEFT_NODISCARD int weft_pipeline_run(weft_pipeline_t *p);
 
