@@ -118,6 +118,25 @@ stages_fini(weft_pipeline_t *p)
     weft__free(p->stages);
 }
 
+/* Undo a prepare that failed half-way (start may be tried again). */
+static void
+unprepare(weft_pipeline_t *p)
+{
+    for (unsigned s = 0; s < p->nstages; s++) {
+        weft__free(p->stages[s].ring);
+        p->stages[s].ring = NULL;
+    }
+    weft__free(p->tokens);
+    weft__free_aligned(p->cells);
+    weft__free_aligned(p->free_stacks);
+    weft__free(p->worker_tokens);
+    p->tokens = NULL;
+    p->cells = NULL;
+    p->free_stacks = NULL;
+    p->worker_tokens = NULL;
+    p->src_cache = NULL;
+}
+
 /* Everything start needs besides the stages themselves. */
 static int
 prepare(weft_pipeline_t *p)
@@ -141,6 +160,7 @@ prepare(weft_pipeline_t *p)
             }
         }
     }
+    p->low_water = n / 2;
     p->tokens = weft__calloc(n, sizeof(*p->tokens));
     p->nslots = (size_t)p->workers + 1u;
     size_t row = (size_t)(p->nstages + 1u) * sizeof(weft__stage_cell_t);
@@ -176,6 +196,7 @@ weft_pipeline_start(weft_pipeline_t *p, weft_future_t **out)
     }
     int rc = prepare(p);
     if (rc != WEFT_OK) {
+        unprepare(p);
         return rc;
     }
     rc = weft_promise_start(p->fut); /* a new promise: cannot fail */

@@ -46,6 +46,9 @@
  * passed on. weft_pipeline_cancel does the same from outside. Either way
  * the pipeline's future completes only when no stage function is running
  * any more and every item has been dropped or has left the sink.
+ * weft_future_cancel on the pipeline's future cancels it too, noticed at
+ * the next item boundary (it does not wake a stage call or a source that
+ * is blocked: weft_pipeline_cancel does).
  *
  * Metrics and traces: with metrics on (<weft/metrics.h>), every stage
  * reports items in / out / dropped, its buffer depth, its busy share and
