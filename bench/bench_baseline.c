@@ -431,9 +431,9 @@ hand_sink(void *arg)
     return NULL;
 }
 
-/* Runs n items through new threads; returns the seconds from the start
+/* Runs n items through new threads; returns the times from the start
  * gate to the last join. */
-static double
+static work_times_t
 hand_run(uint64_t n, unsigned spins)
 {
     enum { STAGE_THREADS = 2 * WORK_WORKERS };
@@ -459,13 +459,14 @@ hand_run(uint64_t n, unsigned spins)
     }
     bench_start(&snk, hand_sink, &p);
     bench_gate_wait(&p.gate);
-    uint64_t start = work_now_ns();
+    work_times_t tm;
+    work_times_start(&tm);
     bench_join(src);
     for (unsigned i = 0; i < STAGE_THREADS; i++) {
         bench_join(mid[i]);
     }
     bench_join(snk);
-    double secs = (double)(work_now_ns() - start) * 1e-9;
+    work_times_stop(&tm);
     bench_gate_fini(&p.gate);
     for (int i = 0; i < 3; i++) {
         pq_fini(&p.q[i]);
@@ -478,7 +479,7 @@ hand_run(uint64_t n, unsigned spins)
                    " items, hash %#" PRIx64,
                    p.count, p.hash, n, want);
     }
-    return secs;
+    return tm;
 }
 
 static void
@@ -487,11 +488,13 @@ hand_pipeline(const work_pipe_kind_t *kind, uint64_t n)
     char params[64];
 
     (void)hand_run(n < WORK_PIPE_WARM ? n : WORK_PIPE_WARM, kind->spins);
-    double secs = hand_run(n, kind->spins);
+    work_times_t tm = hand_run(n, kind->spins);
     snprintf(params, sizeof(params), "work=%s,workers=%u,in_flight=%u",
              kind->name, WORK_WORKERS, WORK_PIPE_IN_FLIGHT);
     bench_result("pipeline", "thread-per-stage", params, "items_per_s",
-                 (double)n / secs);
+                 (double)n / tm.secs);
+    bench_result("pipeline", "thread-per-stage", params, "cpu_ns_per_item",
+                 tm.cpu * 1e9 / (double)n);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -23,6 +23,8 @@
  * items; then a pipeline of n items is built (outside the clock) and the
  * clock covers weft_pipeline_run, which returns when the sink has taken
  * the last item. The sink's hash and count must equal work_pipe_expected.
+ * The CPU time of the process over the same interval (the workers' and the
+ * waiting caller's, spinning included) gives cpu_ns_per_item.
  */
 
 _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t),
@@ -89,8 +91,8 @@ add_stage(weft_pipeline_t *p, const char *name, stage_ctx_t *ctx)
     bench_check_weft(weft_pipeline_stage(p, &st), "weft_pipeline_stage");
 }
 
-/* Runs n items through a new pipeline on ex; returns the seconds taken. */
-static double
+/* Runs n items through a new pipeline on ex; returns its times. */
+static work_times_t
 run_pipeline(weft_executor_t *ex, uint64_t n, unsigned spins)
 {
     weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
@@ -114,9 +116,10 @@ run_pipeline(weft_executor_t *ex, uint64_t n, unsigned spins)
     st.ordered = true;
     bench_check_weft(weft_pipeline_stage(p, &st), "weft_pipeline_stage");
 
-    uint64_t start = work_now_ns();
+    work_times_t tm;
+    work_times_start(&tm);
     int rc = weft_pipeline_run(p);
-    double secs = (double)(work_now_ns() - start) * 1e-9;
+    work_times_stop(&tm);
     if (rc != WEFT_OK) {
         bench_fail("pipeline weft: %s: %s", weft_strerror(rc),
                    weft_pipeline_error(p));
@@ -129,7 +132,7 @@ run_pipeline(weft_executor_t *ex, uint64_t n, unsigned spins)
                    " items, hash %#" PRIx64,
                    r.count, r.hash, n, want);
     }
-    return secs;
+    return tm;
 }
 
 static void
@@ -144,11 +147,14 @@ pipeline_bench(const work_pipe_kind_t *kind, uint64_t n)
     bench_check_weft(weft_pool_create(&o, &ex), "weft_pool_create");
     (void)run_pipeline(ex, n < WORK_PIPE_WARM ? n : WORK_PIPE_WARM,
                        kind->spins);
-    double secs = run_pipeline(ex, n, kind->spins);
+    work_times_t tm = run_pipeline(ex, n, kind->spins);
     weft_executor_destroy(ex);
     snprintf(params, sizeof(params), "work=%s,workers=%u,in_flight=%u",
              kind->name, WORK_WORKERS, WORK_PIPE_IN_FLIGHT);
-    bench_result("pipeline", "weft", params, "items_per_s", (double)n / secs);
+    bench_result("pipeline", "weft", params, "items_per_s",
+                 (double)n / tm.secs);
+    bench_result("pipeline", "weft", params, "cpu_ns_per_item",
+                 tm.cpu * 1e9 / (double)n);
 }
 
 int

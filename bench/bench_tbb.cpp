@@ -400,8 +400,8 @@ parallel_bench(std::size_t n)
 // ------------------------------------------------------------------ pipeline
 
 // n items through source -> A -> B -> C: filters serial_in_order, parallel,
-// parallel, serial_in_order, WORK_PIPE_IN_FLIGHT tokens. Returns seconds.
-double
+// parallel, serial_in_order, WORK_PIPE_IN_FLIGHT tokens. Returns its times.
+work_times_t
 pipeline_run(tbb::task_arena &arena, std::uint64_t n, unsigned spins)
 {
     std::uint64_t next = 0;
@@ -409,7 +409,8 @@ pipeline_run(tbb::task_arena &arena, std::uint64_t n, unsigned spins)
     std::uint64_t count = 0;
     using tbb::filter_mode;
 
-    std::uint64_t start = work_now_ns();
+    work_times_t tm;
+    work_times_start(&tm);
     arena.execute([&] {
         tbb::parallel_pipeline(
             WORK_PIPE_IN_FLIGHT,
@@ -440,14 +441,14 @@ pipeline_run(tbb::task_arena &arena, std::uint64_t n, unsigned spins)
                         count++;
                     }));
     });
-    double secs = ms_since(start) * 1e-3;
+    work_times_stop(&tm);
     std::uint64_t want = work_pipe_expected(n, spins);
     if (count != n || hash != want) {
         fail("pipeline tbb: the sink took %" PRIu64 " items, hash %#" PRIx64
              ", expected %" PRIu64 " items, hash %#" PRIx64,
              count, hash, n, want);
     }
-    return secs;
+    return tm;
 }
 
 // The calling thread joins the arena (execute), as in fork-join: 2 threads
@@ -461,10 +462,12 @@ pipeline_bench(const work_pipe_kind_t *kind, std::uint64_t n)
     char params[64];
 
     pipeline_run(arena, n < WORK_PIPE_WARM ? n : WORK_PIPE_WARM, kind->spins);
-    double secs = pipeline_run(arena, n, kind->spins);
+    work_times_t tm = pipeline_run(arena, n, kind->spins);
     std::snprintf(params, sizeof(params), "work=%s,workers=%u,in_flight=%u",
                   kind->name, WORK_WORKERS, WORK_PIPE_IN_FLIGHT);
-    result("pipeline", "tbb", params, "items_per_s", (double)n / secs);
+    result("pipeline", "tbb", params, "items_per_s", (double)n / tm.secs);
+    result("pipeline", "tbb", params, "cpu_ns_per_item",
+           tm.cpu * 1e9 / (double)n);
 }
 
 [[noreturn]] void

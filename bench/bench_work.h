@@ -378,6 +378,29 @@ work_pipe_kind(unsigned k)
     return &kinds[k];
 }
 
+/* Wall-clock and CPU time (user + system, every thread of the process) of
+ * one timed run. */
+typedef struct work_times {
+    uint64_t start_ns;
+    double start_cpu;
+    double secs;
+    double cpu;
+} work_times_t;
+
+static inline void
+work_times_start(work_times_t *t)
+{
+    t->start_cpu = work_cpu_seconds();
+    t->start_ns = work_now_ns();
+}
+
+static inline void
+work_times_stop(work_times_t *t)
+{
+    t->secs = (double)(work_now_ns() - t->start_ns) * 1e-9;
+    t->cpu = work_cpu_seconds() - t->start_cpu;
+}
+
 /* ns per call of one small stage's spin, in this process: printed on stderr
  * next to the results, to show what "small" was in this run. */
 static inline double

@@ -34,7 +34,7 @@ HIGHER_IS_BETTER = {"speedup"}
 LOWER_IS_BETTER = {"cpu_ms_per_idle_s"}
 # Costs worth a panel of the plot too (rates and speedups always get one).
 PLOT_COSTS = [("fib", "spawn_ns"), ("roundtrip", "us_per_rt"),
-              ("idle", "cpu_ms_per_idle_s")]
+              ("idle", "cpu_ms_per_idle_s"), ("pipeline", "cpu_ns_per_item")]
 
 # The figures weft is held to (from PERFORMANCE.md), checked on the medians.
 # "params" may list alternatives: the first one measured is checked (the
@@ -261,7 +261,8 @@ def unit(metric, bench=None):
              "rt_per_s": "round trips/s", "us_per_rt": "µs per round trip",
              "tasks_per_s": "tasks/s", "ms": "ms",
              "spawn_ns": "ns of overhead per spawn, 1 worker, vs serial",
-             "cpu_ms_per_idle_s": "CPU ms per idle second"}
+             "cpu_ms_per_idle_s": "CPU ms per idle second",
+             "cpu_ns_per_item": "CPU ns per item (every thread)"}
     return names.get(metric, metric)
 
 
