@@ -239,7 +239,8 @@ show_stats(const weft_pipeline_stats_t *s, uint64_t lines)
                  "stage %s dropped lines", st->name);
         EX_CHECK(st->busy_share >= 0 && st->busy_share <= 1.0 + 1e-9,
                  "stage %s: busy share %f", st->name, st->busy_share);
-        EX_CHECK(i == 0 || st->busy_ns > 0,
+        /* Timed on one item in 8: a few lines are enough. */
+        EX_CHECK(i == 0 || lines < 64 || st->busy_ns > 0,
                  "stage %s: no busy time with metrics on", st->name);
         most = st->busy_share > most ? st->busy_share : most;
     }
