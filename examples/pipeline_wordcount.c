@@ -36,7 +36,7 @@
 
 #include "example.h"
 
-#define SAMPLE_BYTES ((EX_SANITIZED ? 2 : 12) * 1024 * 1024)
+#define SAMPLE_BYTES ((size_t)(EX_SANITIZED ? 2 : 12) * 1024 * 1024)
 #define MAX_IN_FLIGHT 64
 
 /* What the counting stage makes of one line. */
