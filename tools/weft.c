@@ -52,6 +52,9 @@ static const demo_t demos[] = {
      "time out."},
     {"producer_consumer", "Producer and consumer",
      "A bounded queue of 8 holds a fast producer back; close ends the stream."},
+    {"fan_in_select", "Fan-out and fan-in with select",
+     "Select puts work where a worker has room, and collects results until "
+     "all close."},
     {"workers_join", "Worker threads, task_done and join",
      "Producers and consumers share a queue; join waits until every job is "
      "done."},
