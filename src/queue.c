@@ -50,6 +50,12 @@
  * queue is closed a targeted notify wakes every waiter: a get woken by close
  * that finds an in-flight put at head sleeps again, and the publish of that
  * put must then wake every such getter, not just one.
+ *
+ * Selectors (queue_select.c) watch not_empty / not_full through a watcher
+ * list and count themselves in the high bits of ec.waiters, so the notify
+ * above stays one load when nobody waits. wake_slow fires them before the
+ * `waking` check (which is about plain waiters only) and skips the
+ * eventcount wake when only selectors wait.
  */
 #include "queue_impl.h"
 #include "probe.h"

@@ -2,7 +2,8 @@
 /*
  * Thread-safe queues: Python's queue.Queue, LifoQueue, PriorityQueue and
  * multiprocessing.JoinableQueue semantics, for any number of producers and
- * consumers, with close instead of sentinel values.
+ * consumers, with close instead of sentinel values, and Go's select over
+ * several queues.
  *
  * Items are fixed-size values (elem_size bytes, default one pointer) copied in
  * and out, so no allocation happens per item. Queues are bounded by default.
