@@ -227,8 +227,10 @@ typedef struct weft_select_case {
  * Returns the chosen case's result with *index set: WEFT_OK, WEFT_ECLOSED
  * (GET: the queue is closed and drained; PUT: the queue is closed, the item
  * was not added) -- a closed queue keeps firing, like a closed Go channel,
- * so a caller that loops sets that case's q to NULL -- or an error of the
- * queue's put (WEFT_ENOMEM, WEFT_ECANCELED for the mutex-based kinds).
+ * so a caller that loops sets that case's q to NULL -- or an error of that
+ * queue's own operation (WEFT_ENOMEM: a put whose growable storage could
+ * not grow; WEFT_ECANCELED: the calling task was cancelled while a
+ * mutex-based kind waited for its internal lock; nothing was moved).
  * Without a chosen case (*index untouched): WEFT_ETIMEDOUT (deadline passed,
  * WEFT_FOREVER never), WEFT_ECANCELED (the calling task was cancelled while
  * waiting), WEFT_EINVAL (index NULL, cases NULL with n > 0, n above
