@@ -19,8 +19,9 @@
  * DESIGN
  * An item is ((producer + 1) << 32) | seq; a counter per item, bumped by
  * whoever takes it, must end at exactly 1. Every blocking call has a
- * deadline far beyond any legitimate wait (STUCK): a lost wake-up shows as
- * a message naming the call, not as a hang. Code on other threads never
+ * deadline far beyond any legitimate wait (STUCK), and one that returns
+ * only at that deadline counts as stuck: a lost wake-up shows as a message
+ * naming the call, not as a hang. Code on other threads never
  * calls cmocka's asserts: it reports, and the test thread checks the count
  * of reports.
  */
@@ -37,6 +38,15 @@ report(const char *what, uint64_t v)
         printf("error: %s (item %#llx)\n", what, (unsigned long long)v);
         fflush(stdout);
     }
+}
+
+/* A call that returns only at its deadline was not woken, even when its
+ * last try found what it waited for (which would hide a lost wake-up):
+ * count it as timed out. */
+static int
+overslept(int rc, weft_time_t deadline)
+{
+    return weft_now() >= deadline ? WEFT_ETIMEDOUT : rc;
 }
 
 static int
@@ -96,7 +106,8 @@ fair_producer(void *arg)
     fair_prod_t *p = arg;
     weft_queue_t *q = p->f->q[p->i];
     for (uint64_t seq = 0;; seq++) {
-        int rc = weft_queue_put_until(q, &seq, weft_deadline_in(STUCK));
+        weft_time_t dl = weft_deadline_in(STUCK);
+        int rc = overslept(weft_queue_put_until(q, &seq, dl), dl);
         if (rc == WEFT_ECLOSED) {
             return NULL;
         }
@@ -153,7 +164,8 @@ test_fairness(void **state)
         }
         waits += dl != 0;
         size_t idx = SIZE_MAX;
-        int rc = weft_select(c, NQ, weft_deadline_in(STUCK), &idx);
+        weft_time_t sdl = weft_deadline_in(STUCK);
+        int rc = overslept(weft_select(c, NQ, sdl, &idx), sdl);
         if (rc != WEFT_OK || idx >= NQ) {
             fail_msg("select %zu: %s (index %zu)", r, weft_errname(rc), idx);
         }
@@ -237,15 +249,17 @@ mix_producer(void *arg)
         uint64_t r = wt_rand(&rs);
         int rc;
         if (r & 1) {
-            rc = weft_queue_put_until(m->q[(r >> 1) % NQ], &v,
-                                      weft_deadline_in(STUCK));
+            weft_time_t dl = weft_deadline_in(STUCK);
+            rc = overslept(weft_queue_put_until(m->q[(r >> 1) % NQ], &v, dl),
+                           dl);
         } else {
             weft_select_case_t c[NQ];
             for (size_t i = 0; i < NQ; i++) {
                 c[i] = (weft_select_case_t){m->q[i], WEFT_SELECT_PUT, &v};
             }
             size_t idx;
-            rc = weft_select(c, NQ, weft_deadline_in(STUCK), &idx);
+            weft_time_t dl = weft_deadline_in(STUCK);
+            rc = overslept(weft_select(c, NQ, dl, &idx), dl);
         }
         if (rc != WEFT_OK) {
             report(rc == WEFT_ETIMEDOUT ? "put stuck (lost wake-up?)"
@@ -276,7 +290,8 @@ mix_selector(void *arg)
     uint64_t n = 0;
     for (;;) {
         size_t idx = SIZE_MAX;
-        int rc = weft_select(c, NQ, weft_deadline_in(STUCK), &idx);
+        weft_time_t dl = weft_deadline_in(STUCK);
+        int rc = overslept(weft_select(c, NQ, dl, &idx), dl);
         if (rc == WEFT_OK) {
             mix_take(m, v);
             n++;
@@ -305,7 +320,8 @@ mix_plain(void *arg)
     uint64_t n = 0;
     for (;;) {
         uint64_t v;
-        int rc = weft_queue_get_until(q, &v, weft_deadline_in(STUCK));
+        weft_time_t dl = weft_deadline_in(STUCK);
+        int rc = overslept(weft_queue_get_until(q, &v, dl), dl);
         if (rc == WEFT_ECLOSED) {
             break;
         }
@@ -457,7 +473,8 @@ slow_producer(void *arg)
         int rc = weft_try_select(c, NQ, &idx);
         if (rc == WEFT_EAGAIN) {
             atomic_fetch_add_explicit(&s->blocked, 1, memory_order_relaxed);
-            rc = weft_select(c, NQ, weft_deadline_in(STUCK), &idx);
+            weft_time_t dl = weft_deadline_in(STUCK);
+            rc = overslept(weft_select(c, NQ, dl, &idx), dl);
         }
         if (rc != WEFT_OK || idx >= NQ) {
             report(rc == WEFT_ETIMEDOUT ? "put select stuck (lost wake-up?)"
@@ -484,7 +501,8 @@ slow_consumer(void *arg)
     weft_queue_t *q = s->q[w->id];
     for (uint64_t n = 1;; n++) {
         uint64_t v;
-        int rc = weft_queue_get_until(q, &v, weft_deadline_in(STUCK));
+        weft_time_t dl = weft_deadline_in(STUCK);
+        int rc = overslept(weft_queue_get_until(q, &v, dl), dl);
         if (rc == WEFT_ECLOSED) {
             return NULL;
         }

@@ -17,6 +17,9 @@
 #include "queue_impl.h"
 
 #define FAR (30 * WEFT_SEC)
+/* A woken select must return within this (generous for TSan on a loaded
+ * machine; the usual figure is microseconds). */
+#define PROMPT (2 * WEFT_SEC)
 #define NOT_SET ((size_t)777)
 
 static int
@@ -108,6 +111,20 @@ static void
 join_thread(weft_thread_t *t)
 {
     assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
+}
+
+/* Join t, which a wake-up sent at `since` should have ended at once. A lost
+ * wake-up would end it only at its far deadline, whose last try then finds
+ * what it waited for: hence the time check. */
+static void
+join_prompt(weft_thread_t *t, weft_time_t since)
+{
+    join_thread(t);
+    weft_time_t took = weft_now() - since;
+    if (took > PROMPT) {
+        fail_msg("woken after %lld ms (lost wake-up?)",
+                 (long long)(took / WEFT_MSEC));
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -389,8 +406,9 @@ test_blocked_get_wakes_on_put(void **state)
                 for (size_t i = 0; i < 3; i++) {
                     await_watchers(&q[i]->not_empty, 1);
                 }
+                weft_time_t t0 = weft_now();
                 put_u64(q[target], 50 + target);
-                join_thread(t);
+                join_prompt(t, t0);
                 assert_int_equal(b.rc, WEFT_OK);
                 assert_int_equal(b.idx, target);
                 assert_int_equal(out[target], 50 + target);
@@ -426,8 +444,9 @@ test_blocked_put_wakes_on_get(void **state)
         weft_thread_t *t = start(select_thread, &b);
         await_watchers(&q[0]->not_full, 1);
         await_watchers(&q[1]->not_full, 1);
+        weft_time_t t0 = weft_now();
         (void)get_u64(q[1]);
-        join_thread(t);
+        join_prompt(t, t0);
         assert_int_equal(b.rc, WEFT_OK);
         assert_int_equal(b.idx, 1);
         assert_int_equal(weft_queue_size(q[0]), 2);
@@ -453,8 +472,9 @@ test_blocked_wakes_on_close(void **state)
         weft_thread_t *t = start(select_thread, &b);
         await_watchers(&q[0]->not_empty, 1);
         await_watchers(&q[1]->not_empty, 1);
+        weft_time_t t0 = weft_now();
         weft_queue_close(q[0]);
-        join_thread(t);
+        join_prompt(t, t0);
         assert_int_equal(b.rc, WEFT_ECLOSED);
         assert_int_equal(b.idx, 0);
         assert_int_equal(out, 0);
@@ -496,11 +516,12 @@ test_select_and_plain_get_share(void **state)
                    weft_now() < dl) {
                 assert_int_equal(weft_sleep_for(WEFT_MSEC / 10), WEFT_OK);
             }
+            weft_time_t t0 = weft_now();
             put_u64(q, 1001);
             put_u64(q, 1002);
             void *pv = NULL;
             assert_int_equal(weft_thread_join(tp, &pv), WEFT_OK);
-            join_thread(ts);
+            join_prompt(ts, t0);
             assert_int_equal(b.rc, WEFT_OK);
             assert_int_equal(b.idx, 1);
             uint64_t got = (uint64_t)(uintptr_t)pv;
@@ -510,6 +531,58 @@ test_select_and_plain_get_share(void **state)
             weft_queue_destroy(other);
         }
     }
+}
+
+/* A notification that fires a selector which then takes another case is
+ * passed on. S1 watches q and r, S2 only q; S1 registered first, so the put
+ * to q fires S1, and the put to r finds S1 already fired. When S1 takes r's
+ * item, S2 gets q's only if S1 passes q's notification on as it leaves. */
+static void
+test_unused_notification_passed_on(void **state)
+{
+    (void)state;
+    int passed_on = 0;
+    for (int round = 0; round < 40; round++) {
+        weft_queue_t *q = mk_fifo(4);
+        weft_queue_t *r = mk_fifo(4);
+        uint64_t out1 = 0;
+        uint64_t out2 = 0;
+        blocked_t s1 = {.n = 2, .deadline = weft_deadline_in(FAR)};
+        s1.c[0] = (weft_select_case_t){q, WEFT_SELECT_GET, &out1};
+        s1.c[1] = (weft_select_case_t){r, WEFT_SELECT_GET, &out1};
+        blocked_t s2 = {.n = 1, .deadline = weft_deadline_in(5 * WEFT_SEC)};
+        s2.c[0] = (weft_select_case_t){q, WEFT_SELECT_GET, &out2};
+        weft_thread_t *t1 = start(select_thread, &s1);
+        await_watchers(&q->not_empty, 1);
+        await_watchers(&r->not_empty, 1);
+        weft_thread_t *t2 = start(select_thread, &s2);
+        await_watchers(&q->not_empty, 2);
+        weft_time_t t0 = weft_now();
+        put_u64(q, 1);
+        put_u64(r, 2);
+        join_thread(t1);
+        assert_int_equal(s1.rc, WEFT_OK);
+        if (s1.idx == 0) { /* S1 took q's item: give S2 one */
+            assert_int_equal(out1, 1);
+            put_u64(q, 3);
+        } else {
+            assert_int_equal(out1, 2);
+            passed_on++;
+        }
+        join_thread(t2);
+        /* Its deadline's last try would find the item: check it did not
+         * come to that. */
+        weft_time_t took = weft_now() - t0;
+        if (s2.rc != WEFT_OK || took > PROMPT) {
+            fail_msg("round %d: the second selector got %s after %lld ms",
+                     round, weft_errname(s2.rc), (long long)(took / WEFT_MSEC));
+        }
+        assert_int_equal(out2, s1.idx == 0 ? 3 : 1);
+        weft_queue_destroy(q);
+        weft_queue_destroy(r);
+    }
+    print_message("S1 took the other case in %d of 40 rounds\n", passed_on);
+    assert_true(passed_on > 0);
 }
 
 /* GET and PUT cases in one select: whichever can proceed first. */
@@ -533,8 +606,9 @@ test_mixed_get_and_put(void **state)
     weft_thread_t *t = start(select_thread, &b);
     await_watchers(&in_q->not_empty, 1);
     await_watchers(&out_q->not_full, 1);
+    weft_time_t t0 = weft_now();
     assert_int_equal(get_u64(out_q), 1);
-    join_thread(t);
+    join_prompt(t, t0);
     assert_int_equal(b.rc, WEFT_OK);
     assert_int_equal(b.idx, 1);
     assert_int_equal(got, 0);
@@ -542,8 +616,9 @@ test_mixed_get_and_put(void **state)
     /* out_q full again (77): an item in in_q, the GET case. */
     t = start(select_thread, &b);
     await_watchers(&in_q->not_empty, 1);
+    t0 = weft_now();
     put_u64(in_q, 88);
-    join_thread(t);
+    join_prompt(t, t0);
     assert_int_equal(b.rc, WEFT_OK);
     assert_int_equal(b.idx, 0);
     assert_int_equal(got, 88);
@@ -676,7 +751,7 @@ test_cancel_blocked_select(void **state)
                     fail_msg("select returned %s, not WEFT_ECANCELED",
                              weft_errname(b.rc));
                 }
-                assert_true(took < 2 * WEFT_SEC);
+                assert_true(took < PROMPT);
                 assert_int_equal(b.idx, NOT_SET);
                 assert_int_equal(b.cancelled_after, 1);
                 void *v = NULL;
@@ -713,6 +788,7 @@ main(void)
         cmocka_unit_test(test_blocked_put_wakes_on_get),
         cmocka_unit_test(test_blocked_wakes_on_close),
         cmocka_unit_test(test_select_and_plain_get_share),
+        cmocka_unit_test(test_unused_notification_passed_on),
         cmocka_unit_test(test_mixed_get_and_put),
         cmocka_unit_test(test_ready_cases_share_evenly),
         cmocka_unit_test(test_cancel_blocked_select),
