@@ -9,8 +9,10 @@
 #include "testutil.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
+#include <weft/debug.h>
 #include <weft/executor.h>
 #include <weft/pool.h>
 
@@ -585,6 +587,41 @@ test_unused_notification_passed_on(void **state)
     assert_true(passed_on > 0);
 }
 
+/* A thread blocked in select shows in dumps as waiting on "select". */
+static void
+test_dump_shows_select(void **state)
+{
+    (void)state;
+    weft_queue_t *q = mk_fifo(4);
+    uint64_t out = 0;
+    blocked_t b = {.n = 1, .deadline = weft_deadline_in(FAR)};
+    b.c[0] = (weft_select_case_t){q, WEFT_SELECT_GET, &out};
+    weft_thread_t *t = start(select_thread, &b);
+    await_watchers(&q->not_empty, 1);
+    char want[64];
+    snprintf(want, sizeof(want), "waiting on select %p", (void *)b.c);
+    char *d = NULL;
+    weft_time_t dl = weft_deadline_in(FAR);
+    for (;;) { /* registered comes just before parked */
+        assert_int_equal(weft_dump(&d, NULL, WEFT_DUMP_TEXT), WEFT_OK);
+        if (strstr(d, want) != NULL || weft_now() > dl) {
+            break;
+        }
+        weft_dump_free(d);
+        assert_int_equal(weft_sleep_for(WEFT_MSEC), WEFT_OK);
+    }
+    if (strstr(d, want) == NULL) {
+        fail_msg("no \"%s\" in the dump:\n%s", want, d);
+    }
+    weft_dump_free(d);
+    weft_time_t t0 = weft_now();
+    put_u64(q, 5);
+    join_prompt(t, t0);
+    assert_int_equal(b.rc, WEFT_OK);
+    assert_int_equal(out, 5);
+    weft_queue_destroy(q);
+}
+
 /* GET and PUT cases in one select: whichever can proceed first. */
 static void
 test_mixed_get_and_put(void **state)
@@ -789,6 +826,7 @@ main(void)
         cmocka_unit_test(test_blocked_wakes_on_close),
         cmocka_unit_test(test_select_and_plain_get_share),
         cmocka_unit_test(test_unused_notification_passed_on),
+        cmocka_unit_test(test_dump_shows_select),
         cmocka_unit_test(test_mixed_get_and_put),
         cmocka_unit_test(test_ready_cases_share_evenly),
         cmocka_unit_test(test_cancel_blocked_select),
