@@ -459,8 +459,11 @@ source_finish(weft_pipeline_t *p)
 
 static int spawn_carrier(weft_pipeline_t *p, weft__token_t *t);
 
-/* Turn a freshly made item into a token and send it off. */
-static void
+/* Items the source turns into tokens before it sends them off together. */
+#define SOURCE_BATCH 16u
+
+/* Turn a freshly made item into a token. */
+static weft__token_t *
 admit(weft_pipeline_t *p, void *item, size_t slot)
 {
     weft__token_t *t = token_free_pop(p);
@@ -472,12 +475,26 @@ admit(weft_pipeline_t *p, void *item, size_t slot)
     t->cap = 1;
     t->n = 1;
     count(p, slot, &CELL(p, slot, 0)->out, 1);
-    int rc = spawn_carrier(p, t);
-    if (rc != WEFT_OK) {
-        weft__pipe_cancel(p, false, rc, "source", t->seq,
-                          "cannot queue the item on the pool");
-        drop_items(p, t, 0, slot);
-        retire(p, t);
+    return t;
+}
+
+/* Send the batch's tokens off in carriers. A worker's own deque runs the
+ * newest first, so a worker pushes them newest first: it then carries
+ * them in source order (thieves take the oldest pushed, the latest items).
+ * Elsewhere carriers queue first in, first out. */
+static void
+send_batch(weft_pipeline_t *p, weft__token_t **batch, size_t n, size_t slot)
+{
+    bool newest_first = slot < p->workers;
+    for (size_t i = 0; i < n; i++) {
+        weft__token_t *t = batch[newest_first ? n - 1 - i : i];
+        int rc = spawn_carrier(p, t);
+        if (rc != WEFT_OK) {
+            weft__pipe_cancel(p, false, rc, "source", t->seq,
+                              "cannot queue the item on the pool");
+            drop_items(p, t, 0, slot);
+            retire(p, t);
+        }
     }
 }
 
@@ -510,9 +527,14 @@ source_loop(weft_pipeline_t *p)
         size_t k = n_max - cur; /* only the source raises in_flight */
         atomic_fetch_add_explicit(&p->in_flight, k, memory_order_seq_cst);
         atomic_fetch_add_explicit(&p->live, k, memory_order_relaxed);
-        size_t made = 0;
+        size_t made = 0, nbatch = 0;
+        weft__token_t *batch[SOURCE_BATCH];
         bool end = false;
         for (; made < k; made++) {
+            if (nbatch == SOURCE_BATCH) {
+                send_batch(p, batch, nbatch, slot);
+                nbatch = 0;
+            }
             if (check_cancel(p)) {
                 break;
             }
@@ -525,7 +547,7 @@ source_loop(weft_pipeline_t *p)
                       SAMPLE * (uint64_t)(weft_now() - t0));
             }
             if (rc == WEFT_OK) {
-                admit(p, item, slot);
+                batch[nbatch++] = admit(p, item, slot);
                 continue;
             }
             end = true;
@@ -538,6 +560,7 @@ source_loop(weft_pipeline_t *p)
             }
             break;
         }
+        send_batch(p, batch, nbatch, slot);
         if (made < k) {
             size_t unused = k - made;
             atomic_fetch_sub_explicit(&p->in_flight, unused,

@@ -45,7 +45,8 @@ typedef enum weft__wait_kind {
     WEFT__WAIT_CQ, /* completion queue */
     WEFT__WAIT_SLEEP,
     WEFT__WAIT_JOIN,
-    WEFT__WAIT_IDLE, /* a pool worker with nothing to do */
+    WEFT__WAIT_IDLE,   /* a pool worker with nothing to do */
+    WEFT__WAIT_SELECT, /* weft_select over several queues */
     WEFT__WAIT_KINDS
 } weft__wait_kind_t;
 

@@ -639,7 +639,7 @@ weft__trace_wait_name(unsigned kind)
         "future",    "group",
         "scope",     "completion queue",
         "sleep",     "join",
-        "idle"};
+        "idle",      "select"};
     return kind < WEFT__WAIT_KINDS ? names[kind] : "other";
 }
 
