@@ -85,11 +85,16 @@ weft_pipeline_stage(weft_pipeline_t *p, const weft_stage_t *stage)
         (c->ordered && c->parallel != 1)) {
         return WEFT_EINVAL;
     }
-    weft__stage_rt_t *v =
-        weft__realloc(p->stages, (p->nstages + 1u) * sizeof(*v));
+    /* Cache-line aligned: each gate's lock and state on lines of their
+     * own. Grown by copy (stages are few, and added before start). */
+    weft__stage_rt_t *v = weft__malloc_aligned((p->nstages + 1u) * sizeof(*v));
     if (v == NULL) {
         return WEFT_ENOMEM;
     }
+    if (p->nstages > 0) {
+        memcpy(v, p->stages, p->nstages * sizeof(*v));
+    }
+    weft__free_aligned(p->stages);
     p->stages = v;
     weft__stage_rt_t *st = &v[p->nstages];
     memset(st, 0, sizeof(*st));
@@ -115,7 +120,7 @@ stages_fini(weft_pipeline_t *p)
         weft__free(p->stages[s].ring);
         weft_mutex_fini(&p->stages[s].mu);
     }
-    weft__free(p->stages);
+    weft__free_aligned(p->stages);
 }
 
 /* Undo a prepare that failed half-way (start may be tried again). */

@@ -52,8 +52,10 @@ typedef struct weft__stage_rt {
     bool gated;       /* limit or order applies: the buffer is used */
     bool merge;       /* batch stage that may merge waiting tokens */
     bool order_after; /* an ordered stage comes after this one */
-    /* Guarded by mu (gated stages only). */
-    weft_mutex_t mu;
+    /* Guarded by mu (gated stages only). On lines of their own: carriers
+     * read the fields above on every item while a thread holds mu. The
+     * stages array is cache-line aligned. */
+    WEFT__ALIGNED_CL weft_mutex_t mu;
     unsigned running;
     uint64_t expected;          /* ordered: next sequence number to run */
     weft__token_t **ring;       /* ordered: max_in_flight slots, seq % size */
