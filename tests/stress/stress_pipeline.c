@@ -20,7 +20,9 @@
 #include <weft/pool.h>
 
 #if defined(WEFT_SANITIZE_ADDRESS) || defined(WEFT_SANITIZE_THREAD)
-#include <sanitizer/allocator_interface.h>
+/* From the sanitizer runtime (<sanitizer/allocator_interface.h>, which gcc
+ * does not always install): bytes the program holds allocated now. */
+size_t __sanitizer_get_current_allocated_bytes(void);
 #define HAVE_ALLOC_STATS 1
 #else
 #define HAVE_ALLOC_STATS 0
