@@ -23,6 +23,8 @@ enum {
     WEFT__PROBE_WAIT = 1u << 1,  /* blocking waits begin/end */
     WEFT__PROBE_LOCK = 1u << 2,  /* lock acquire/release */
     WEFT__PROBE_QUEUE = 1u << 3, /* queue puts and gets */
+    WEFT__PROBE_SLICE = 1u << 4, /* task_begin/end for each pipeline stage
+                                    call (traces) */
 };
 
 /* What a thread waits on (weft__wait_begin). */
@@ -60,8 +62,9 @@ typedef enum weft__pool_ev {
 
 /* Objects observability may list (object_event probe). */
 typedef enum weft__obj_kind {
-    WEFT__OBJ_POOL = 0,  /* a weft_executor_t thread pool */
-    WEFT__OBJ_QUEUE = 1, /* a weft_queue_t */
+    WEFT__OBJ_POOL = 0,     /* a weft_executor_t thread pool */
+    WEFT__OBJ_QUEUE = 1,    /* a weft_queue_t */
+    WEFT__OBJ_PIPELINE = 2, /* a weft_pipeline_t (started) */
 } weft__obj_kind_t;
 
 /* Queue events (queue_event probe). */

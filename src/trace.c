@@ -397,7 +397,8 @@ weft_trace_start(const weft_trace_opts_t *opts)
     atomic_fetch_add_explicit(&gen, 1, memory_order_seq_cst);
     atomic_store_explicit(&active, 1, memory_order_seq_cst);
     /* POOL events come with the TASK mask. */
-    weft__probe_set_mask(&sink, WEFT__PROBE_TASK | WEFT__PROBE_WAIT);
+    weft__probe_set_mask(&sink, WEFT__PROBE_TASK | WEFT__PROBE_WAIT |
+                                    WEFT__PROBE_SLICE);
 out:
     weft__trace_unlock();
     return rc;
