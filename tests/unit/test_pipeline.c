@@ -1332,6 +1332,155 @@ test_source_lines(void **state)
     free(longline);
 }
 
+/* Cancelling a file source mid-file: every line made reaches the sink or
+ * a drop function, once (the sanitizer build checks that each is freed
+ * exactly once). */
+typedef struct lcount {
+    _Atomic uint64_t sunk, dropped;
+} lcount_t;
+
+static int
+lc_sink(void *ctx, void *item, void **out)
+{
+    (void)out;
+    lcount_t *c = ctx;
+    weft_line_t *line = item;
+    if (line->len != 7 || memcmp(line->text, "line-", 5) != 0) {
+        report("cancelled file: bad line", line->index, (int64_t)line->len);
+    }
+    (void)weft_sleep_for(20 * WEFT_USEC);
+    atomic_fetch_add(&c->sunk, 1);
+    weft_line_free(line);
+    return WEFT_OK;
+}
+
+static void
+lc_drop(void *ctx, void *item)
+{
+    atomic_fetch_add(&((lcount_t *)ctx)->dropped, 1);
+    weft_line_free(item);
+}
+
+static void
+test_source_lines_cancel(void **state)
+{
+    (void)state;
+    const size_t nlines = 100000;
+    char *data = malloc(nlines * 8);
+    assert_non_null(data);
+    for (size_t i = 0; i < nlines; i++) {
+        snprintf(data + 8 * i, 9, "line-%02zu\n", i % 100);
+    }
+    char path[256];
+    write_file(path, data, nlines * 8);
+    free(data);
+    for (int round = 0; round < 3; round++) {
+        weft_pipeline_t *p = mk("lines-cancel", 16);
+        assert_int_equal(weft_pipeline_source_lines(p, path), WEFT_OK);
+        lcount_t c = {0, 0};
+        weft_stage_t a = WEFT_STAGE_INIT;
+        a.fn = map_identity;
+        a.parallel = WEFT_STAGE_PARALLEL;
+        a.ctx = &c;
+        a.drop = lc_drop;
+        add(p, &a);
+        weft_stage_t k = WEFT_STAGE_INIT;
+        k.fn = lc_sink;
+        k.ctx = &c;
+        k.drop = lc_drop;
+        k.ordered = true;
+        add(p, &k);
+        weft_future_t *f = NULL;
+        assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
+        (void)weft_sleep_for(round * 3 * WEFT_MSEC);
+        weft_pipeline_cancel(p);
+        assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)),
+                         WEFT_OK);
+        assert_int_equal(weft_future_state(f), WEFT_FUTURE_CANCELLED);
+        weft_future_release(f);
+        weft_pipeline_stats_t st;
+        assert_int_equal(weft_pipeline_stats(p, &st), WEFT_OK);
+        uint64_t made = st.stage[0].items_in;
+        weft_pipeline_stats_free(&st);
+        weft_pipeline_destroy(p);
+        check_no_report();
+        print_message("lines cancelled after %d ms: made %llu, sunk %llu, "
+                      "dropped %llu\n",
+                      round * 3, (unsigned long long)made,
+                      (unsigned long long)c.sunk,
+                      (unsigned long long)c.dropped);
+        assert_true(made < nlines);
+        assert_int_equal(atomic_load(&c.sunk) + atomic_load(&c.dropped), made);
+    }
+    assert_int_equal(unlink(path), 0);
+}
+
+/* A blocking source (it sleeps) on a pool of one worker: the stages keep
+ * running while it waits. */
+typedef struct slowsrc {
+    uint64_t next, n;
+    _Atomic uint64_t sunk_while_waiting;
+    _Atomic uint64_t sunk;
+} slowsrc_t;
+
+static int
+slow_source(void *ctx, void **item)
+{
+    slowsrc_t *s = ctx;
+    if (s->next == s->n) {
+        return WEFT_ECLOSED;
+    }
+    uint64_t before = atomic_load(&s->sunk);
+    (void)weft_sleep_for(2 * WEFT_MSEC);
+    if (atomic_load(&s->sunk) != before) {
+        atomic_fetch_add(&s->sunk_while_waiting, 1);
+    }
+    *item = tag(s->next++);
+    return WEFT_OK;
+}
+
+static int
+slow_src_sink(void *ctx, void *item, void **out)
+{
+    (void)item;
+    (void)out;
+    atomic_fetch_add(&((slowsrc_t *)ctx)->sunk, 1);
+    return WEFT_OK;
+}
+
+static void
+test_blocking_source(void **state)
+{
+    (void)state;
+    weft_pool_opts_t po = WEFT_POOL_OPTS_INIT;
+    po.workers = 1;
+    weft_executor_t *ex = NULL;
+    assert_int_equal(weft_pool_create(&po, &ex), WEFT_OK);
+    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
+    o.name = "blocking";
+    o.executor = ex;
+    o.source_blocking = true;
+    weft_pipeline_t *p = NULL;
+    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+    slowsrc_t s;
+    memset(&s, 0, sizeof(s));
+    s.n = 50;
+    assert_int_equal(weft_pipeline_source(p, slow_source, &s), WEFT_OK);
+    weft_stage_t k = WEFT_STAGE_INIT;
+    k.fn = slow_src_sink;
+    k.ctx = &s;
+    add(p, &k);
+    expect_done(p);
+    weft_pipeline_destroy(p);
+    weft_executor_destroy(ex);
+    assert_int_equal(atomic_load(&s.sunk), 50);
+    /* The sink ran while the source slept (on another thread than the
+     * only worker's), for most items. */
+    print_message("items sunk while the source slept: %llu of 49\n",
+                  (unsigned long long)atomic_load(&s.sunk_while_waiting));
+    assert_true(atomic_load(&s.sunk_while_waiting) >= 25);
+}
+
 static void
 test_source_lines_missing(void **state)
 {
@@ -2189,6 +2338,8 @@ main(void)
         cmocka_unit_test(test_source_queue_cancel),
         cmocka_unit_test(test_source_lines),
         cmocka_unit_test(test_source_lines_missing),
+        cmocka_unit_test(test_source_lines_cancel),
+        cmocka_unit_test(test_blocking_source),
         cmocka_unit_test(test_stage_failure),
         cmocka_unit_test(test_source_failure),
         cmocka_unit_test(test_running_stage_sees_cancel),
