@@ -1973,6 +1973,177 @@ test_cancel_outside(void **state)
     cancel_round(30 * WEFT_MSEC);
 }
 
+/* Start without a future, cancel, destroy at once: destroy waits for the
+ * end, and by then every item is freed exactly once. */
+static void
+test_cancel_then_destroy(void **state)
+{
+    (void)state;
+    ctrack_t *t = calloc(1, sizeof(*t));
+    assert_non_null(t);
+    t->freed = calloc(CAP_ITEMS, sizeof(*t->freed));
+    assert_non_null(t->freed);
+    for (int round = 0; round < 40; round++) {
+        memset((void *)t->freed, 0, CAP_ITEMS * sizeof(*t->freed));
+        t->next = 0;
+        atomic_store(&t->made, 0);
+        atomic_store(&t->sink_seen, 0);
+        atomic_store(&t->drops, 0);
+        t->sink_sleep = (round % 4) * 20 * WEFT_USEC;
+        weft_pipeline_t *p = mk("cancel-destroy", 1 + (size_t)round % 16);
+        assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
+        weft_stage_t a = WEFT_STAGE_INIT;
+        a.fn = c_map;
+        a.ctx = t;
+        a.parallel = WEFT_STAGE_PARALLEL;
+        a.drop = c_drop;
+        add(p, &a);
+        weft_stage_t k = WEFT_STAGE_INIT;
+        k.fn = c_sink;
+        k.ctx = t;
+        k.drop = c_drop;
+        k.ordered = round % 2 == 0;
+        add(p, &k);
+        atomic_store(&finished_flag, 0);
+        atomic_store(&calls_after_finish, 0);
+        assert_int_equal(weft_pipeline_start(p, NULL), WEFT_OK);
+        (void)weft_sleep_for((round % 5) * 100 * WEFT_USEC);
+        weft_pipeline_cancel(p);
+        weft_pipeline_destroy(p);
+        atomic_store(&finished_flag, 1);
+        assert_int_equal(atomic_load(&t->live), 0);
+        check_no_report();
+        uint64_t made = atomic_load(&t->made);
+        for (uint64_t i = 0; i < made; i++) {
+            assert_int_equal(atomic_load(&t->freed[i]), 1);
+        }
+        assert_int_equal(atomic_load(&t->sink_seen) + atomic_load(&t->drops),
+                         made);
+        (void)weft_sleep_for(200 * WEFT_USEC);
+        assert_int_equal(atomic_load(&calls_after_finish), 0);
+    }
+    free((void *)t->freed);
+    free(t);
+}
+
+/* A source blocked in a weft wait when the pipeline is cancelled: the wait
+ * returns WEFT_ECANCELED, the source returns that, and the outcome is the
+ * cancellation (not a failure of the source). */
+typedef struct blocksrc {
+    uint64_t next;
+    _Atomic int blocked;
+    _Atomic int wait_rc;
+} blocksrc_t;
+
+static int
+blocking_source(void *ctx, void **item)
+{
+    blocksrc_t *s = ctx;
+    if (s->next == 5) {
+        atomic_store(&s->blocked, 1);
+        int rc = weft_sleep_for(20 * WEFT_SEC);
+        atomic_store(&s->wait_rc, rc);
+        if (rc != WEFT_OK) {
+            return rc;
+        }
+    }
+    *item = tag(s->next++);
+    return WEFT_OK;
+}
+
+static void
+test_cancel_blocked_source(void **state)
+{
+    (void)state;
+    for (int blocking = 0; blocking <= 1; blocking++) {
+        weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
+        o.name = "blocked";
+        o.executor = pool;
+        o.source_blocking = blocking;
+        weft_pipeline_t *p = NULL;
+        assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+        blocksrc_t s;
+        memset(&s, 0, sizeof(s));
+        atomic_store(&s.wait_rc, 99);
+        assert_int_equal(weft_pipeline_source(p, blocking_source, &s), WEFT_OK);
+        _Atomic uint64_t got = 0;
+        weft_stage_t k = WEFT_STAGE_INIT;
+        k.fn = sink_count;
+        k.ctx = &got;
+        add(p, &k);
+        weft_future_t *f = NULL;
+        assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
+        weft_time_t until = weft_deadline_in(FAR);
+        while (!atomic_load(&s.blocked) && weft_now() < until) {
+            (void)weft_sleep_for(100 * WEFT_USEC);
+        }
+        (void)weft_sleep_for(2 * WEFT_MSEC);
+        weft_time_t t0 = weft_now();
+        weft_pipeline_cancel(p);
+        assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)),
+                         WEFT_OK);
+        weft_time_t took = weft_now() - t0;
+        assert_int_equal(atomic_load(&s.wait_rc), WEFT_ECANCELED);
+        assert_true(took < 10 * WEFT_SEC);
+        if (weft_future_state(f) != WEFT_FUTURE_CANCELLED) {
+            fail_msg("blocking=%d: ended %d (%s)", blocking,
+                     (int)weft_future_state(f), weft_future_error(f));
+        }
+        assert_int_equal(atomic_load(&got), 5);
+        weft_future_release(f);
+        weft_pipeline_destroy(p);
+    }
+}
+
+/* weft_pipeline_run from a task of the same pool (not of the pipeline). */
+static void *
+run_in_task(void *arg)
+{
+    (void)arg;
+    weft_pipeline_t *p = mk("in-task", 8);
+    src_t s;
+    set_source(p, &s, 2000);
+    sink_t k;
+    sink_init(&k, 2000, true);
+    weft_stage_t a = WEFT_STAGE_INIT;
+    a.fn = map_identity;
+    a.parallel = WEFT_STAGE_PARALLEL;
+    add(p, &a);
+    weft_stage_t ks = sink_stage(&k);
+    add(p, &ks);
+    int rc = weft_pipeline_run(p);
+    weft_pipeline_destroy(p);
+    uint64_t count = atomic_load(&k.count);
+    uint64_t missing = sink_first_missing(&k, 2000);
+    sink_fini(&k);
+    if (rc != WEFT_OK) {
+        return weft_task_fail(rc, "run: %s", weft_errname(rc));
+    }
+    if (count != 2000 || missing != UINT64_MAX) {
+        return weft_task_fail(WEFT_EIO, "sink got %llu, first missing %llu",
+                              (unsigned long long)count,
+                              (unsigned long long)missing);
+    }
+    return tag(7);
+}
+
+static void
+test_run_from_pool_task(void **state)
+{
+    (void)state;
+    weft_future_t *f = NULL;
+    assert_int_equal(weft_executor_submit(pool, run_in_task, NULL, NULL, &f),
+                     WEFT_OK);
+    void *v = NULL;
+    int rc = weft_future_result_until(f, &v, weft_deadline_in(FAR));
+    if (rc != WEFT_OK) {
+        fail_msg("task ended %s: %s", weft_errname(rc), weft_future_error(f));
+    }
+    assert_ptr_equal(v, tag(7));
+    weft_future_release(f);
+    check_no_report();
+}
+
 /* weft_pipeline_run returns WEFT_ECANCELED when another thread cancels. */
 static void *
 cancel_later(void *arg)
@@ -2344,6 +2515,9 @@ main(void)
         cmocka_unit_test(test_source_failure),
         cmocka_unit_test(test_running_stage_sees_cancel),
         cmocka_unit_test(test_cancel_outside),
+        cmocka_unit_test(test_cancel_then_destroy),
+        cmocka_unit_test(test_cancel_blocked_source),
+        cmocka_unit_test(test_run_from_pool_task),
         cmocka_unit_test(test_run_cancelled),
         cmocka_unit_test(test_stats_exact),
         cmocka_unit_test(test_stats_default_bound),
