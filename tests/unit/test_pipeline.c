@@ -1366,7 +1366,7 @@ test_source_lines_cancel(void **state)
 {
     (void)state;
     const size_t nlines = 100000;
-    char *data = malloc(nlines * 8);
+    char *data = malloc(nlines * 8 + 1); /* snprintf adds a NUL */
     assert_non_null(data);
     for (size_t i = 0; i < nlines; i++) {
         snprintf(data + 8 * i, 9, "line-%02zu\n", i % 100);
