@@ -159,6 +159,8 @@ typedef struct flow {
     _Atomic uint64_t count;
     uint64_t expect_next;
     bool ordered;
+    bool b_ordered; /* stage b serial and ordered */
+    uint64_t b_next;
     uint64_t nap_every; /* 0: never; else 1 call in nap_every naps 20 us */
     conc_t ca, cb, ck;
 } flow_t;
@@ -217,6 +219,13 @@ flow_b(void *ctx, void *item, void **out)
     uint64_t w = untag(item);
     if (w % 2 != 1) {
         report("stage b: input not from stage a", w, 0);
+    }
+    if (f->b_ordered) {
+        if (w != 2 * f->b_next + 1) {
+            report("ordered stage b: got, expected", (w - 1) / 2,
+                   (int64_t)f->b_next);
+        }
+        f->b_next = (w - 1) / 2 + 1;
     }
     flow_nap(f, w);
     *out = tag(w + 4);
@@ -278,6 +287,7 @@ run_flow(size_t n, unsigned pa, unsigned pb, unsigned pk, bool ordered,
     b.fn = flow_b;
     b.ctx = f;
     b.parallel = pb;
+    b.ordered = f->b_ordered = pb == 1 && ordered;
     add(p, &b);
     weft_stage_t k = WEFT_STAGE_INIT;
     k.name = "sink";
@@ -336,6 +346,10 @@ test_million_ordered(void **state)
              true, 0, 0);
     run_flow(stress_n(200000), WEFT_STAGE_PARALLEL, WEFT_STAGE_PARALLEL, 1,
              true, 0, 64);
+    /* An ordered serial stage in the middle too (after the parallel one),
+     * then the ordered sink. */
+    run_flow(stress_n(500000), WEFT_STAGE_PARALLEL, 1, 1, true, 0, 0);
+    run_flow(stress_n(100000), WEFT_STAGE_PARALLEL, 1, 1, true, 16, 32);
 }
 
 static void
