@@ -118,6 +118,25 @@ stages_fini(weft_pipeline_t *p)
     weft__free(p->stages);
 }
 
+/* Undo a prepare that failed half-way (start may be tried again). */
+static void
+unprepare(weft_pipeline_t *p)
+{
+    for (unsigned s = 0; s < p->nstages; s++) {
+        weft__free(p->stages[s].ring);
+        p->stages[s].ring = NULL;
+    }
+    weft__free(p->tokens);
+    weft__free_aligned(p->cells);
+    weft__free_aligned(p->free_stacks);
+    weft__free(p->worker_tokens);
+    p->tokens = NULL;
+    p->cells = NULL;
+    p->free_stacks = NULL;
+    p->worker_tokens = NULL;
+    p->src_cache = NULL;
+}
+
 /* Everything start needs besides the stages themselves. */
 static int
 prepare(weft_pipeline_t *p)
@@ -141,6 +160,7 @@ prepare(weft_pipeline_t *p)
             }
         }
     }
+    p->low_water = n / 2;
     p->tokens = weft__calloc(n, sizeof(*p->tokens));
     p->nslots = (size_t)p->workers + 1u;
     size_t row = (size_t)(p->nstages + 1u) * sizeof(weft__stage_cell_t);
@@ -148,17 +168,22 @@ prepare(weft_pipeline_t *p)
     p->cells = weft__malloc_aligned(p->nslots * p->cell_stride);
     p->worker_tokens =
         weft__calloc(p->workers > 0 ? p->workers : 1u, sizeof(weft__cancel_t));
-    if (p->tokens == NULL || p->cells == NULL || p->worker_tokens == NULL) {
+    p->free_stacks = weft__malloc_aligned(p->nslots * CL);
+    if (p->tokens == NULL || p->cells == NULL || p->worker_tokens == NULL ||
+        p->free_stacks == NULL) {
         return WEFT_ENOMEM;
     }
     memset(p->cells, 0, p->nslots * p->cell_stride);
+    for (size_t k = 0; k < p->nslots; k++) {
+        atomic_init(weft__pipe_free_stack(p, k), NULL);
+    }
     for (size_t i = n; i-- > 0;) {
         weft__token_t *t = &p->tokens[i];
         t->items = &t->one;
         t->cap = 1;
         t->pipe = p;
-        t->next = atomic_load_explicit(&p->free_tokens, memory_order_relaxed);
-        atomic_store_explicit(&p->free_tokens, t, memory_order_relaxed);
+        t->next = p->src_cache;
+        p->src_cache = t;
     }
     return weft_promise_create(&p->fut);
 }
@@ -171,6 +196,7 @@ weft_pipeline_start(weft_pipeline_t *p, weft_future_t **out)
     }
     int rc = prepare(p);
     if (rc != WEFT_OK) {
+        unprepare(p);
         return rc;
     }
     rc = weft_promise_start(p->fut); /* a new promise: cannot fail */
@@ -207,6 +233,11 @@ wait_end(weft_pipeline_t *p)
 int
 weft_pipeline_run(weft_pipeline_t *p)
 {
+    weft__worker_t *w = weft__pool_self();
+    if (p != NULL && p->workers == 1 && w != NULL &&
+        (const void *)w->pool == (const void *)p->ex) {
+        return WEFT_EDEADLK; /* the only worker would wait for itself */
+    }
     int rc = weft_pipeline_start(p, NULL);
     if (rc != WEFT_OK) {
         return rc;
@@ -378,6 +409,7 @@ weft_pipeline_destroy(weft_pipeline_t *p)
     }
     weft__free(p->tokens);
     weft__free_aligned(p->cells);
+    weft__free_aligned(p->free_stacks);
     weft__free(p->worker_tokens);
     stages_fini(p);
     weft_mutex_fini(&p->fail_mu);

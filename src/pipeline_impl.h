@@ -105,9 +105,13 @@ struct weft_pipeline {
     /* The source: at most one thread runs it (owner of running). */
     WEFT__ALIGNED_CL _Atomic uint32_t source_running;
     _Atomic uint32_t source_done;
-    uint64_t next_seq;                    /* owned by the source runner */
-    _Atomic(weft__token_t *) free_tokens; /* pushed by all, popped by the
-                                             source runner */
+    uint64_t next_seq; /* owned by the source runner */
+    /* Free tokens: the source runner's own list (passed on with
+     * source_running), refilled by taking whole per-slot stacks that
+     * finishing threads push to (one stack per cell slot, each on its own
+     * cache line: see weft__pipe_free_stack). */
+    weft__token_t *src_cache;
+    unsigned char *free_stacks;
     weft__cancel_t source_token;
 
     /* Cancellation and the first failure. */
@@ -118,6 +122,13 @@ struct weft_pipeline {
     char *fail_msg;                /* under fail_mu; "" until a failure */
     weft__cancel_t *worker_tokens; /* one per worker (running calls) */
 };
+
+/* The free-token stack of cell slot k. */
+static inline _Atomic(weft__token_t *) *
+weft__pipe_free_stack(const weft_pipeline_t *p, size_t slot)
+{
+    return (_Atomic(weft__token_t *) *)(void *)(p->free_stacks + slot * 64u);
+}
 
 /* Cells of stage s (0: source, 1..nstages) for thread slot k. */
 static inline weft__stage_cell_t *

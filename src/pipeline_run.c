@@ -172,32 +172,39 @@ token_reset(weft__token_t *t)
     t->n = 0;
 }
 
+/* Give t back: onto the free stack of the calling thread's slot (its own
+ * cache line, written by that thread and emptied by the source). */
 static void
-token_free_push(weft_pipeline_t *p, weft__token_t *t)
+token_free_push(weft_pipeline_t *p, weft__token_t *t, size_t slot)
 {
     token_reset(t);
-    weft__token_t *head =
-        atomic_load_explicit(&p->free_tokens, memory_order_relaxed);
+    _Atomic(weft__token_t *) *stack = weft__pipe_free_stack(p, slot);
+    weft__token_t *head = atomic_load_explicit(stack, memory_order_relaxed);
     do {
         t->next = head;
-        /* Release: the popper reads t->next after its acquire load. */
+        /* Release: the taker reads t->next after its acquire exchange. */
     } while (!atomic_compare_exchange_weak_explicit(
-        &p->free_tokens, &head, t, memory_order_release, memory_order_relaxed));
+        stack, &head, t, memory_order_release, memory_order_relaxed));
 }
 
-/* Only the thread holding source_running pops: no ABA (nobody else can
- * remove the head between our load and CAS). */
+/* A free token, for the thread holding source_running: from its own list,
+ * refilled with whole stacks (an exchange each: no ABA). One exists: the
+ * source admits only within max_in_flight, and a token is pushed back
+ * before its span leaves in_flight. */
 static weft__token_t *
 token_free_pop(weft_pipeline_t *p)
 {
-    weft__token_t *head =
-        atomic_load_explicit(&p->free_tokens, memory_order_acquire);
-    while (head != NULL && !atomic_compare_exchange_weak_explicit(
-                               &p->free_tokens, &head, head->next,
-                               memory_order_acquire, memory_order_acquire)) {
+    for (size_t k = 0; p->src_cache == NULL && k < p->nslots; k++) {
+        _Atomic(weft__token_t *) *stack = weft__pipe_free_stack(p, k);
+        if (atomic_load_explicit(stack, memory_order_relaxed) != NULL) {
+            p->src_cache =
+                atomic_exchange_explicit(stack, NULL, memory_order_acquire);
+        }
     }
-    WEFT_ASSERT(head != NULL, "pipeline %s: no free token", p->name);
-    return head;
+    weft__token_t *t = p->src_cache;
+    WEFT_ASSERT(t != NULL, "pipeline %s: no free token", p->name);
+    p->src_cache = t->next;
+    return t;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -452,8 +459,11 @@ source_finish(weft_pipeline_t *p)
 
 static int spawn_carrier(weft_pipeline_t *p, weft__token_t *t);
 
-/* Turn a freshly made item into a token and send it off. */
-static void
+/* Items the source turns into tokens before it sends them off together. */
+#define SOURCE_BATCH 16u
+
+/* Turn a freshly made item into a token. */
+static weft__token_t *
 admit(weft_pipeline_t *p, void *item, size_t slot)
 {
     weft__token_t *t = token_free_pop(p);
@@ -465,12 +475,26 @@ admit(weft_pipeline_t *p, void *item, size_t slot)
     t->cap = 1;
     t->n = 1;
     count(p, slot, &CELL(p, slot, 0)->out, 1);
-    int rc = spawn_carrier(p, t);
-    if (rc != WEFT_OK) {
-        weft__pipe_cancel(p, false, rc, "source", t->seq,
-                          "cannot queue the item on the pool");
-        drop_items(p, t, 0, slot);
-        retire(p, t);
+    return t;
+}
+
+/* Send the batch's tokens off in carriers. A worker's own deque runs the
+ * newest first, so a worker pushes them newest first: it then carries
+ * them in source order (thieves take the oldest pushed, the latest items).
+ * Elsewhere carriers queue first in, first out. */
+static void
+send_batch(weft_pipeline_t *p, weft__token_t **batch, size_t n, size_t slot)
+{
+    bool newest_first = slot < p->workers;
+    for (size_t i = 0; i < n; i++) {
+        weft__token_t *t = batch[newest_first ? n - 1 - i : i];
+        int rc = spawn_carrier(p, t);
+        if (rc != WEFT_OK) {
+            weft__pipe_cancel(p, false, rc, "source", t->seq,
+                              "cannot queue the item on the pool");
+            drop_items(p, t, 0, slot);
+            retire(p, t);
+        }
     }
 }
 
@@ -503,9 +527,14 @@ source_loop(weft_pipeline_t *p)
         size_t k = n_max - cur; /* only the source raises in_flight */
         atomic_fetch_add_explicit(&p->in_flight, k, memory_order_seq_cst);
         atomic_fetch_add_explicit(&p->live, k, memory_order_relaxed);
-        size_t made = 0;
+        size_t made = 0, nbatch = 0;
+        weft__token_t *batch[SOURCE_BATCH];
         bool end = false;
         for (; made < k; made++) {
+            if (nbatch == SOURCE_BATCH) {
+                send_batch(p, batch, nbatch, slot);
+                nbatch = 0;
+            }
             if (check_cancel(p)) {
                 break;
             }
@@ -518,7 +547,7 @@ source_loop(weft_pipeline_t *p)
                       SAMPLE * (uint64_t)(weft_now() - t0));
             }
             if (rc == WEFT_OK) {
-                admit(p, item, slot);
+                batch[nbatch++] = admit(p, item, slot);
                 continue;
             }
             end = true;
@@ -531,6 +560,7 @@ source_loop(weft_pipeline_t *p)
             }
             break;
         }
+        send_batch(p, batch, nbatch, slot);
         if (made < k) {
             size_t unused = k - made;
             atomic_fetch_sub_explicit(&p->in_flight, unused,
@@ -552,7 +582,7 @@ static void
 retire(weft_pipeline_t *p, weft__token_t *t)
 {
     size_t span = t->span;
-    token_free_push(p, t);
+    token_free_push(p, t, weft__pipe_slot(p));
     size_t left =
         atomic_fetch_sub_explicit(&p->in_flight, span, memory_order_seq_cst) -
         span;
@@ -755,7 +785,7 @@ gate_leave(weft_pipeline_t *p, weft__stage_rt_t *st, const weft__token_t *t,
         weft__token_t *u = spent;
         spent = u->next;
         u->n = 0;
-        token_free_push(p, u); /* span 0: no flow or lifetime change */
+        token_free_push(p, u, slot); /* span 0: no flow or lifetime change */
     }
     if (next != NULL && next->parked_at != 0) {
         weft_time_t now = weft_now();

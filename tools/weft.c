@@ -58,6 +58,12 @@ static const demo_t demos[] = {
     {"pipeline", "A three-stage pipeline",
      "read -> transform -> persist through queues, from a real file to "
      "another."},
+    {"pipeline_wordcount", "A pipeline on the pool",
+     "A 12 MB file's words counted in parallel, ordered or not; the stats "
+     "name the bottleneck."},
+    {"pipeline_cancel", "Stopping a pipeline",
+     "Cancelled half-way, then failing at item 1234: every item made is "
+     "accounted for."},
     {"lock_contention", "Minimising lock contention",
      "A lock per element against private sums merged once: same sum, not the "
      "same speed."},

@@ -46,6 +46,9 @@
  * passed on. weft_pipeline_cancel does the same from outside. Either way
  * the pipeline's future completes only when no stage function is running
  * any more and every item has been dropped or has left the sink.
+ * weft_future_cancel on the pipeline's future cancels it too, noticed at
+ * the next item boundary (it does not wake a stage call or a source that
+ * is blocked: weft_pipeline_cancel does).
  *
  * Metrics and traces: with metrics on (<weft/metrics.h>), every stage
  * reports items in / out / dropped, its buffer depth, its busy share and
@@ -235,7 +238,9 @@ WEFT_API WEFT_NODISCARD int weft_pipeline_start(weft_pipeline_t *p,
 /*
  * weft_pipeline_run: start, then wait for the end. Returns WEFT_OK, the
  * first failure's code (message from weft_pipeline_error), WEFT_ECANCELED,
- * or an error of weft_pipeline_start. Not from a task of the pipeline.
+ * or an error of weft_pipeline_start; WEFT_EDEADLK (nothing started) from
+ * a task of a one-worker pool that is the pipeline's own (the waiting
+ * worker is not available to the stages meanwhile). Not from a stage.
  */
 WEFT_API WEFT_NODISCARD int weft_pipeline_run(weft_pipeline_t *p);
 
