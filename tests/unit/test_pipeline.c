@@ -1171,8 +1171,17 @@ test_source_queue(void **state)
     weft_queue_destroy(q);
 }
 
-/* A pipeline whose queue source waits on an empty, open queue stops when
- * cancelled, and leaves the queue open. */
+/* A counting drop function for tagged items (ctx: a counter). */
+static void
+drop_count(void *ctx, void *item)
+{
+    (void)item;
+    atomic_fetch_add((_Atomic uint64_t *)ctx, 1);
+}
+
+/* A pipeline whose queue source waits on an open queue, after one item,
+ * stops when cancelled and leaves the queue open; the one item reached
+ * the sink or its drop function. */
 static void
 test_source_queue_cancel(void **state)
 {
@@ -1182,35 +1191,90 @@ test_source_queue_cancel(void **state)
     assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
     weft_pipeline_t *p = mk("queue-cancel", 0);
     assert_int_equal(weft_pipeline_source_queue(p, q), WEFT_OK);
-    sink_t k;
-    sink_init(&k, 1, true);
-    weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    /* The sink and its drop function count into one counter: the item
+     * must reach exactly one of them. */
+    _Atomic uint64_t got = 0;
+    weft_stage_t k = WEFT_STAGE_INIT;
+    k.fn = sink_count;
+    k.ctx = &got;
+    k.drop = drop_count;
+    add(p, &k);
     weft_future_t *f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
-    /* The one item goes through; then the source waits. */
-    weft_time_t until = weft_deadline_in(FAR);
-    while (atomic_load(&k.count) < 1 && weft_now() < until) {
+    /* Until the source has taken the item and waits for the next. */
+    weft_time_t until = weft_deadline_in(5 * WEFT_SEC);
+    while (weft_queue_size(q) > 0 && weft_now() < until) {
         (void)weft_sleep_for(100 * WEFT_USEC);
     }
-    assert_int_equal(atomic_load(&k.count), 1);
     (void)weft_sleep_for(20 * WEFT_MSEC);
-    assert_false(weft_future_done(f));
+    bool done_early = weft_future_done(f);
     weft_pipeline_cancel(p);
     weft_pipeline_cancel(p); /* idempotent */
-    assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)), WEFT_OK);
-    assert_int_equal(weft_future_state(f), WEFT_FUTURE_CANCELLED);
-    assert_int_equal(weft_future_code(f), WEFT_ECANCELED);
-    assert_false(weft_queue_is_closed(q));
+    int wrc = weft_future_wait_until(f, weft_deadline_in(FAR));
+    weft_future_state_t st = weft_future_state(f);
+    int code = weft_future_code(f);
+    bool closed = weft_queue_is_closed(q);
     weft_future_release(f);
-    weft_pipeline_destroy(p);
-    /* The queue still works after the pipeline is gone. */
+    if (wrc == WEFT_OK) {
+        weft_pipeline_destroy(p);
+    }
+    uint64_t total = atomic_load(&got);
+    assert_int_equal(wrc, WEFT_OK);
+    assert_false(done_early);
+    assert_int_equal(st, WEFT_FUTURE_CANCELLED);
+    assert_int_equal(code, WEFT_ECANCELED);
+    assert_false(closed);
+    assert_int_equal(total, 1);
+    /* The queue still works after the pipeline is gone, and the pipeline
+     * took nothing more from it. */
+    assert_int_equal(weft_queue_size(q), 0);
     assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
     void *w = NULL;
     assert_int_equal(weft_queue_try_get(q, &w), WEFT_OK);
     assert_ptr_equal(w, v);
-    sink_fini(&k);
     weft_queue_destroy(q);
+}
+
+/* An item taken from a queue that stays open reaches the sink while the
+ * source waits for the next one: a source fed by other threads (the
+ * queue, a socket) may get its next item only after the sink has handled
+ * this one (a request and its reply). */
+static void
+test_source_queue_item_not_held(void **state)
+{
+    (void)state;
+    weft_queue_t *q = ptr_queue(4);
+    void *v = tag(0);
+    assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
+    weft_pipeline_t *p = mk("queue-latency", 0);
+    assert_int_equal(weft_pipeline_source_queue(p, q), WEFT_OK);
+    _Atomic uint64_t got = 0;
+    weft_stage_t k = WEFT_STAGE_INIT;
+    k.fn = sink_count;
+    k.ctx = &got;
+    k.drop = drop_count;
+    add(p, &k);
+    weft_future_t *f = NULL;
+    assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
+    weft_time_t t0 = weft_now();
+    weft_time_t until = weft_deadline_in(5 * WEFT_SEC);
+    while (atomic_load(&got) < 1 && weft_now() < until) {
+        (void)weft_sleep_for(100 * WEFT_USEC);
+    }
+    uint64_t in_time = atomic_load(&got);
+    weft_time_t took = weft_now() - t0;
+    /* Clean up first (the item is sunk or dropped either way). */
+    weft_pipeline_cancel(p);
+    assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)), WEFT_OK);
+    weft_future_release(f);
+    weft_pipeline_destroy(p);
+    weft_queue_destroy(q);
+    assert_int_equal(atomic_load(&got), 1);
+    if (in_time != 1) {
+        fail_msg("the item taken from the open queue did not reach the sink "
+                 "in %.1f s (the source holds it while it waits for more)",
+                 (double)took / (double)WEFT_SEC);
+    }
 }
 
 /* Lines: the sink (ordered) compares each line with the expected ones. */
@@ -1478,7 +1542,10 @@ test_blocking_source(void **state)
      * only worker's), for most items. */
     print_message("items sunk while the source slept: %llu of 49\n",
                   (unsigned long long)atomic_load(&s.sunk_while_waiting));
-    assert_true(atomic_load(&s.sunk_while_waiting) >= 25);
+    /* On the only worker the source would keep the sink from running
+     * until it returned: 0. (The source may hand its items on in groups,
+     * so not every sleep sees the sink run.) */
+    assert_true(atomic_load(&s.sunk_while_waiting) >= 2);
 }
 
 static void
@@ -2066,10 +2133,12 @@ test_cancel_blocked_source(void **state)
         memset(&s, 0, sizeof(s));
         atomic_store(&s.wait_rc, 99);
         assert_int_equal(weft_pipeline_source(p, blocking_source, &s), WEFT_OK);
+        /* Sunk and dropped items count into one counter. */
         _Atomic uint64_t got = 0;
         weft_stage_t k = WEFT_STAGE_INIT;
         k.fn = sink_count;
         k.ctx = &got;
+        k.drop = drop_count;
         add(p, &k);
         weft_future_t *f = NULL;
         assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
@@ -2083,15 +2152,19 @@ test_cancel_blocked_source(void **state)
         assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)),
                          WEFT_OK);
         weft_time_t took = weft_now() - t0;
-        assert_int_equal(atomic_load(&s.wait_rc), WEFT_ECANCELED);
-        assert_true(took < 10 * WEFT_SEC);
-        if (weft_future_state(f) != WEFT_FUTURE_CANCELLED) {
-            fail_msg("blocking=%d: ended %d (%s)", blocking,
-                     (int)weft_future_state(f), weft_future_error(f));
-        }
-        assert_int_equal(atomic_load(&got), 5);
+        weft_future_state_t st = weft_future_state(f);
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s", weft_future_error(f));
         weft_future_release(f);
         weft_pipeline_destroy(p);
+        assert_int_equal(atomic_load(&s.wait_rc), WEFT_ECANCELED);
+        assert_true(took < 10 * WEFT_SEC);
+        if (st != WEFT_FUTURE_CANCELLED) {
+            fail_msg("blocking=%d: ended %d (%s)", blocking, (int)st, msg);
+        }
+        /* The 5 items made before the source blocked: sunk or dropped,
+         * each once. */
+        assert_int_equal(atomic_load(&got), 5);
     }
 }
 
@@ -2142,6 +2215,119 @@ test_run_from_pool_task(void **state)
     assert_ptr_equal(v, tag(7));
     weft_future_release(f);
     check_no_report();
+}
+
+/* weft_future_cancel on the pipeline's future cancels the pipeline (at
+ * the next item boundary): CANCELLED, every item sunk or dropped once,
+ * the source stops. */
+static void
+test_future_cancel(void **state)
+{
+    (void)state;
+    ctrack_t *t = calloc(1, sizeof(*t));
+    assert_non_null(t);
+    t->freed = calloc(CAP_ITEMS, sizeof(*t->freed));
+    assert_non_null(t->freed);
+    t->sink_sleep = 20 * WEFT_USEC;
+    weft_pipeline_t *p = mk("future-cancel", 8);
+    assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
+    weft_stage_t a = WEFT_STAGE_INIT;
+    a.fn = c_map;
+    a.ctx = t;
+    a.parallel = WEFT_STAGE_PARALLEL;
+    a.drop = c_drop;
+    add(p, &a);
+    weft_stage_t k = WEFT_STAGE_INIT;
+    k.fn = c_sink;
+    k.ctx = t;
+    k.drop = c_drop;
+    k.ordered = true;
+    add(p, &k);
+    atomic_store(&finished_flag, 0);
+    atomic_store(&calls_after_finish, 0);
+    weft_future_t *f = NULL;
+    assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
+    (void)weft_sleep_for(5 * WEFT_MSEC);
+    (void)weft_future_cancel(f);
+    assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)), WEFT_OK);
+    atomic_store(&finished_flag, 1);
+    weft_future_state_t st = weft_future_state(f);
+    int64_t live = atomic_load(&t->live);
+    uint64_t made = atomic_load(&t->made);
+    uint64_t gone = atomic_load(&t->sink_seen) + atomic_load(&t->drops);
+    uint64_t once = 0;
+    for (uint64_t i = 0; i < made; i++) {
+        once += atomic_load(&t->freed[i]) == 1;
+    }
+    (void)weft_sleep_for(2 * WEFT_MSEC);
+    uint64_t made_later = atomic_load(&t->made);
+    weft_future_release(f);
+    weft_pipeline_destroy(p);
+    free((void *)t->freed);
+    free(t);
+    check_no_report();
+    assert_int_equal(st, WEFT_FUTURE_CANCELLED);
+    assert_int_equal(live, 0);
+    assert_int_equal(once, made);
+    assert_int_equal(gone, made);
+    assert_int_equal(made_later, made);
+    assert_true(made < CAP_ITEMS);
+    assert_int_equal(atomic_load(&calls_after_finish), 0);
+}
+
+/* weft_pipeline_run from the only worker of the pipeline's own pool:
+ * WEFT_EDEADLK, and nothing started. */
+typedef struct deadlk {
+    weft_executor_t *ex;
+    src_t src;
+    _Atomic uint64_t got;
+} deadlk_t;
+
+static void *
+run_on_own_worker(void *arg)
+{
+    deadlk_t *d = arg;
+    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
+    o.executor = d->ex;
+    weft_pipeline_t *p = NULL;
+    if (weft_pipeline_create(&o, &p) != WEFT_OK) {
+        return weft_task_fail(WEFT_ENOMEM, "create");
+    }
+    int rc = weft_pipeline_source(p, src_fn, &d->src);
+    weft_stage_t k = WEFT_STAGE_INIT;
+    k.fn = sink_count;
+    k.ctx = &d->got;
+    if (rc == WEFT_OK) {
+        rc = weft_pipeline_stage(p, &k);
+    }
+    if (rc == WEFT_OK) {
+        rc = weft_pipeline_run(p);
+    }
+    weft_pipeline_destroy(p);
+    return tag((uint64_t)(int64_t)(-rc));
+}
+
+static void
+test_run_on_own_single_worker(void **state)
+{
+    (void)state;
+    weft_pool_opts_t po = WEFT_POOL_OPTS_INIT;
+    po.workers = 1;
+    deadlk_t d;
+    memset(&d, 0, sizeof(d));
+    d.src.n = 100;
+    assert_int_equal(weft_pool_create(&po, &d.ex), WEFT_OK);
+    weft_future_t *f = NULL;
+    assert_int_equal(
+        weft_executor_submit(d.ex, run_on_own_worker, &d, NULL, &f), WEFT_OK);
+    void *v = NULL;
+    assert_int_equal(weft_future_result_until(f, &v, weft_deadline_in(FAR)),
+                     WEFT_OK);
+    weft_future_release(f);
+    weft_executor_destroy(d.ex);
+    assert_int_equal(-(int)untag(v), WEFT_EDEADLK);
+    assert_int_equal(atomic_load(&d.src.calls), 0);
+    assert_int_equal(atomic_load(&d.got), 0);
 }
 
 /* weft_pipeline_run returns WEFT_ECANCELED when another thread cancels. */
@@ -2260,9 +2446,8 @@ test_stats_exact(void **state)
     assert_true(st.stage[3].ordered);
     assert_int_equal(st.stage[3].parallel, 1);
     assert_int_equal(st.stage[3].items_in, 1332);
-    /* The sink passes nothing on, or counts what left it: one of the two,
-     * nothing in between. */
-    assert_true(st.stage[3].items_out == 0 || st.stage[3].items_out == 1332);
+    /* The sink passes nothing on. */
+    assert_int_equal(st.stage[3].items_out, 0);
     for (size_t i = 0; i < st.nstages; i++) {
         assert_int_equal(st.stage[i].dropped, 0);
         assert_int_equal(st.stage[i].buffered, 0);
@@ -2368,12 +2553,11 @@ test_bottleneck(void **state)
     print_message("elapsed %llu ns\n", (unsigned long long)elapsed);
     assert_int_equal(bottleneck, 2);
     assert_string_equal(sg[bottleneck].name, "slow");
-    /* "Time inside the stage's function, summed over all calls": sleeps
-     * never end early, so at least n x 200 us inside "slow", and the
-     * calls of a serial stage do not overlap, so at most the elapsed
-     * time. */
+    /* busy_ns is measured on the items whose sequence number is a
+     * multiple of 8 and scaled by 8: ceil(n / 8) calls of at least
+     * 200 us each (sleeps never end early), times 8, is at least
+     * n x 200 us. (An estimate: it may exceed the elapsed time.) */
     assert_true(sg[2].busy_ns >= n * 200 * 1000);
-    assert_true(sg[2].busy_ns <= elapsed);
     assert_true(sg[2].busy_share > sg[1].busy_share);
     assert_true(sg[2].busy_share > sg[3].busy_share);
 }
@@ -2507,6 +2691,7 @@ main(void)
         cmocka_unit_test(test_emit_overflow),
         cmocka_unit_test(test_source_queue),
         cmocka_unit_test(test_source_queue_cancel),
+        cmocka_unit_test(test_source_queue_item_not_held),
         cmocka_unit_test(test_source_lines),
         cmocka_unit_test(test_source_lines_missing),
         cmocka_unit_test(test_source_lines_cancel),
@@ -2518,6 +2703,8 @@ main(void)
         cmocka_unit_test(test_cancel_then_destroy),
         cmocka_unit_test(test_cancel_blocked_source),
         cmocka_unit_test(test_run_from_pool_task),
+        cmocka_unit_test(test_future_cancel),
+        cmocka_unit_test(test_run_on_own_single_worker),
         cmocka_unit_test(test_run_cancelled),
         cmocka_unit_test(test_stats_exact),
         cmocka_unit_test(test_stats_default_bound),
