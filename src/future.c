@@ -371,11 +371,12 @@ cancel_from(weft_future_t *f, bool running)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
     while (s == WEFT_FUTURE_PENDING || (running && s == WEFT_FUTURE_RUNNING)) {
-        /* Relaxed: elects the canceller, as begin_finish; there is no
-         * outcome to publish but the state, which end_finish stores with
-         * release. */
+        /* Release on success: the state is final at once, and a waiter
+         * that reads it (acquire) returns at once, so what the canceller
+         * did before cancelling must be visible to it (a promise's owner
+         * finishing its own work, then cancelling). */
         if (atomic_compare_exchange_weak_explicit(
-                &f->state, &s, WEFT_FUTURE_CANCELLED, memory_order_relaxed,
+                &f->state, &s, WEFT_FUTURE_CANCELLED, memory_order_acq_rel,
                 memory_order_relaxed)) {
             end_finish(f, WEFT_FUTURE_CANCELLED);
             return true;

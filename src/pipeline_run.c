@@ -326,19 +326,17 @@ weft__pipe_cancel(weft_pipeline_t *p, bool external, int code,
     weft__mutex_lock_nocancel(&p->fail_mu);
     if (p->fail_code == 0 &&
         atomic_load_explicit(&p->cancelled, memory_order_relaxed) == 0) {
-        char buf[FAIL_MSG_MAX + 128];
         if (external) {
-            snprintf(buf, sizeof(buf), "%s: cancelled", p->name);
-            code = WEFT_ECANCELED;
+            p->fail_external = true; /* not a failure: no code, no message */
         } else {
+            char buf[FAIL_MSG_MAX + 128];
             snprintf(buf, sizeof(buf), "%s: stage '%s' item %llu: %s", p->name,
                      stage, (unsigned long long)seq,
                      msg != NULL && msg[0] != '\0' ? msg : weft_strerror(code));
+            p->fail_code = code;
+            weft__free(p->fail_msg);
+            p->fail_msg = weft__strndup(buf, sizeof(buf));
         }
-        p->fail_code = code;
-        p->fail_external = external;
-        weft__free(p->fail_msg);
-        p->fail_msg = weft__strndup(buf, sizeof(buf));
     }
     weft_mutex_unlock(&p->fail_mu);
     if (atomic_exchange_explicit(&p->cancelled, 1, memory_order_seq_cst) != 0) {
@@ -501,8 +499,17 @@ send_batch(weft_pipeline_t *p, weft__token_t **batch, size_t n, size_t slot)
 static void
 source_loop(weft_pipeline_t *p)
 {
+    /* A reference of our own: once we give source_running up, the source's
+     * reference is no longer ours (the next holder may end the run), yet
+     * we still read p to decide whether to take it back. The caller holds
+     * source_running, so p is alive here. */
+    atomic_fetch_add_explicit(&p->live, 1, memory_order_relaxed);
     weft__cancel_t *outer = weft__cancel_enter(&p->source_token);
     size_t slot = weft__pipe_slot(p);
+    /* Batches keep a worker's own deque in source order; a blocking source
+     * sends each item at once (it may wait long for the next one, and its
+     * carriers queue first in, first out anyway). */
+    size_t batch_max = slot < p->workers ? SOURCE_BATCH : 1u;
     size_t n_max = p->max_in_flight;
     for (;;) {
         if (check_cancel(p)) {
@@ -531,7 +538,7 @@ source_loop(weft_pipeline_t *p)
         weft__token_t *batch[SOURCE_BATCH];
         bool end = false;
         for (; made < k; made++) {
-            if (nbatch == SOURCE_BATCH) {
+            if (nbatch == batch_max) {
                 send_batch(p, batch, nbatch, slot);
                 nbatch = 0;
             }
@@ -574,6 +581,7 @@ source_loop(weft_pipeline_t *p)
         }
     }
     weft__cancel_enter(outer);
+    unref(p, 1); /* may end the run: the last use of p */
 }
 
 /* A token finished (or was dropped): recycle it, restart the source if it
@@ -866,7 +874,24 @@ call_stage(weft_pipeline_t *p, unsigned s, weft__token_t *t, size_t slot)
                 count(p, slot, &CELL(p, slot, s + 1)->dropped, n_in - at);
             }
         } else {
-            rc = n_in > 0 ? c->batch_fn(c->ctx, t->items, n_in, &em) : WEFT_OK;
+            /* A token may hold more than batch_max items (a flat stage
+             * before, a merge): calls of at most batch_max each. */
+            for (; at < n_in && rc == WEFT_OK;) {
+                uint32_t take = n_in - at;
+                if (take > c->batch_max) {
+                    take = (uint32_t)c->batch_max;
+                }
+                rc = c->batch_fn(c->ctx, t->items + at, take, &em);
+                at += take;
+            }
+            if (rc != WEFT_OK) {
+                for (uint32_t j = at; j < n_in; j++) {
+                    if (c->drop != NULL) {
+                        c->drop(c->ctx, t->items[j]);
+                    }
+                }
+                count(p, slot, &CELL(p, slot, s + 1)->dropped, n_in - at);
+            }
         }
         if (rc > 0) {
             rc = weft_stage_fail(WEFT_EINVAL, "the stage returned %d", rc);
