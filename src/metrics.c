@@ -497,7 +497,7 @@ metrics_init(void)
     /* A constructor runs before the program starts threads. */
     const char *every = // NOLINT(concurrency-mt-unsafe)
         getenv("WEFT_METRICS_SAMPLE");
-    if (every != NULL) {
+    if (every != NULL && every[0] != '\0') {
         char *end = NULL;
         unsigned long n = strtoul(every, &end, 10);
         if (end == every || *end != '\0' || n > SAMPLE_MAX ||
