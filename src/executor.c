@@ -204,6 +204,7 @@ weft__job_run_on(const void *exec, const weft__job_t *job, int worker)
     bool probing =
         WEFT__UNLIKELY((mask & (WEFT__PROBE_TASK | WEFT__PROBE_COUNT)) != 0);
     bool sampled = false, dispatch = false;
+    _Atomic uint64_t *counts = NULL; /* valid while exec lives */
     /* Relaxed: snapshots for dumps, written by this thread only. */
     const char *outer_label =
         atomic_load_explicit(&r->task_label, memory_order_relaxed);
@@ -217,7 +218,8 @@ weft__job_run_on(const void *exec, const weft__job_t *job, int worker)
         atomic_store_explicit(&r->task_since, timed ? weft_now() : 0,
                               memory_order_relaxed);
         if ((mask & WEFT__PROBE_COUNT) != 0) {
-            weft__count(exec, WEFT__CNT_START);
+            counts = weft__counts_of(exec);
+            weft__count_in(counts, WEFT__CNT_START);
         }
         /* The counting sink alone wants only the sampled tasks. */
         dispatch = (mask & WEFT__PROBE_TASK) != 0 || sampled;
@@ -228,9 +230,7 @@ weft__job_run_on(const void *exec, const weft__job_t *job, int worker)
     }
     int code = weft__job_run(job);
     if (probing) {
-        if ((mask & WEFT__PROBE_COUNT) != 0) {
-            weft__count(exec, end_count(code));
-        }
+        weft__count_in(counts, end_count(code));
         if (dispatch) {
             weft__probe_task_end(exec, id, code, worker, sampled);
         }

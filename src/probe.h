@@ -185,23 +185,37 @@ _Atomic uint64_t *weft__counts_lookup(const void *exec);
  * thread's cache is stale. */
 void weft__probe_counts_changed(void);
 
-/* Count one event of kind k for exec on the calling thread: a cache check
- * and an owner-only store, no call, no shared write. */
-static inline void
-weft__count(const void *exec, weft__count_kind_t k)
+/* The calling thread's counter array for exec (NULL: not counted): a
+ * cache check, no call. Stays valid while exec lives. */
+static inline _Atomic uint64_t *
+weft__counts_of(const void *exec)
 {
-    _Atomic uint64_t *c = weft__counts_cache.counts;
     if (WEFT__UNLIKELY(weft__counts_cache.exec != exec ||
                        weft__counts_cache.gen !=
                            atomic_load_explicit(&weft__counts_gen,
                                                 memory_order_relaxed))) {
-        c = weft__counts_lookup(exec);
+        return weft__counts_lookup(exec);
     }
+    return weft__counts_cache.counts;
+}
+
+/* Count one event of kind k in c (from weft__counts_of; NULL: nothing):
+ * an owner-only load and store, no shared write. */
+static inline void
+weft__count_in(_Atomic uint64_t *c, weft__count_kind_t k)
+{
     if (c != NULL) {
         atomic_store_explicit(
             &c[k], atomic_load_explicit(&c[k], memory_order_relaxed) + 1,
             memory_order_relaxed);
     }
+}
+
+/* Count one event of kind k for exec on the calling thread. */
+static inline void
+weft__count(const void *exec, weft__count_kind_t k)
+{
+    weft__count_in(weft__counts_of(exec), k);
 }
 
 /* Whether a task probed with this sample decision gets clock stamps. */
