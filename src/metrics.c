@@ -48,7 +48,7 @@
 #define MAX_QUEUES 64
 #define MAX_WORKERS 256 /* utilisation beyond this index is not tracked */
 #define NEST_MAX 8      /* task nesting depth timed (helping waits) */
-#define SAMPLE_DEFAULT 32
+#define SAMPLE_DEFAULT 64
 #define SAMPLE_MAX 65536
 
 /* The first WEFT__CNT_KINDS counters are the ones the executor and pool

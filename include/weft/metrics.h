@@ -11,7 +11,7 @@
  * uncontended stores into the submitting and the running thread's own
  * cells (the counters are exact); readers merge the cells of all threads.
  * Clock reads are kept off the per-task path: only one task in
- * weft_metrics_sample() (32 by default; weft_metrics_set_sample, or
+ * weft_metrics_sample() (64 by default; weft_metrics_set_sample, or
  * WEFT_METRICS_SAMPLE=<n> at startup) is timed, with three clock reads
  * (submit, start, end), so the latency histograms count sampled tasks
  * only: their sums and quantiles are unbiased estimates of all tasks'
@@ -122,7 +122,7 @@ WEFT_API bool weft_metrics_enabled(void);
 WEFT_API WEFT_NODISCARD int weft_metrics_set_sample(unsigned every);
 
 /* weft_metrics_sample: the sample rate in effect (one task in this many is
- * timed; 32 unless set). Any thread. */
+ * timed; 64 unless set). Any thread. */
 WEFT_API unsigned weft_metrics_sample(void);
 
 /*
