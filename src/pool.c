@@ -801,15 +801,21 @@ weft_pool_create(const weft_pool_opts_t *opts, weft_executor_t **out)
     memset(p, 0, sizeof(*p));
     unsigned started = 0;
     int rc = init_pool(p, o);
-    if (rc == WEFT_OK) {
-        rc = start_workers(p, &started);
-    }
     if (rc != WEFT_OK) {
         stop_workers(p, started);
         free_pool(p);
         return rc;
     }
+    /* Listed before its workers start, so observers see their first
+     * events (a worker may park before this function returns). */
     weft__probe_object_event(WEFT__OBJ_POOL, p, p->base.name, true);
+    rc = start_workers(p, &started);
+    if (rc != WEFT_OK) {
+        stop_workers(p, started);
+        weft__probe_object_event(WEFT__OBJ_POOL, p, p->base.name, false);
+        free_pool(p);
+        return rc;
+    }
     *out = &p->base;
     return WEFT_OK;
 }
