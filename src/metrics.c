@@ -142,12 +142,13 @@ spin_unlock(_Atomic uint32_t *l)
     atomic_store_explicit(l, 0, memory_order_release);
 }
 
-/* Owner-only increment of a cell field: no read-modify-write needed. */
+/* Owner-only increment of a cell field: no read-modify-write needed.
+ * Release: see merge_pool (a plain store on x86). */
 static inline void
 bump(_Atomic uint64_t *c, uint64_t n)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+                          memory_order_release);
 }
 
 /* ------------------------------------------------------------- blocks */
@@ -590,8 +591,12 @@ merge_pool(unsigned s, uint64_t ctr[NCTR], weft__hist_full_t hs[2],
             atomic_load_explicit(&c->gen, memory_order_acquire) != gen) {
             continue;
         }
-        for (unsigned k = 0; k < NCTR; k++) {
-            ctr[k] += atomic_load_explicit(&c->ctr[k], memory_order_relaxed);
+        /* Later events first, with acquire (the owner bumps counters
+         * with release, probe.h): a thread counts an unpark after its
+         * park and an end after its start, so the sums never show more
+         * unparks than parks or more ends than starts. */
+        for (unsigned k = NCTR; k-- > 0;) {
+            ctr[k] += atomic_load_explicit(&c->ctr[k], memory_order_acquire);
         }
         merge_hist(&hs[0], &c->wait);
         merge_hist(&hs[1], &c->run);

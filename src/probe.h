@@ -200,14 +200,16 @@ weft__counts_of(const void *exec)
 }
 
 /* Count one event of kind k in c (from weft__counts_of; NULL: nothing):
- * an owner-only load and store, no shared write. */
+ * an owner-only load and store, no shared write. Release: a reader that
+ * loads a later count with acquire sees the earlier ones (a plain store on
+ * x86). */
 static inline void
 weft__count_in(_Atomic uint64_t *c, weft__count_kind_t k)
 {
     if (c != NULL) {
         atomic_store_explicit(
             &c[k], atomic_load_explicit(&c[k], memory_order_relaxed) + 1,
-            memory_order_relaxed);
+            memory_order_release);
     }
 }
 
