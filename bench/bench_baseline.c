@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The floors of the executor benchmarks: the serial versions of fib,
- * parallel_reduce and parallel_for (impl "serial"), and the thread pool most
+ * parallel_reduce and parallel_for (impl "serial"), the thread pool most
  * C code hand-rolls (impl "naive-pool"): fire-and-forget submits, the
- * submit-then-wait round trip, and its CPU use while idle.
+ * submit-then-wait round trip, and its CPU use while idle; and the pipeline
+ * most C code hand-rolls (impl "thread-per-stage"): a thread per stage and
+ * mutex+condvar queues.
  */
 #define _POSIX_C_SOURCE 200809L
+
+#include <semaphore.h>
 
 #include "bench_util.h"
 #include "bench_work.h"
@@ -247,6 +251,253 @@ naive_idle(uint64_t ms)
 }
 
 /* ------------------------------------------------------------------------ */
+/* The hand-written pipeline                                                 */
+
+/*
+ * What a C programmer writes by hand for source -> A -> B -> C: a thread per
+ * stage (the parallel stages get WORK_WORKERS threads each), bounded rings
+ * with a mutex and two condition variables between them, closed by the last
+ * thread of the stage before; the source takes one of WORK_PIPE_IN_FLIGHT
+ * tokens (a sem_t) per item and the sink gives it back, so as many items are
+ * in flight as in weft and oneTBB. Items carry their sequence number; the
+ * sink puts them back in order in a reorder ring of WORK_PIPE_IN_FLIGHT
+ * slots (the tokens keep every item in flight within that many of the next
+ * one the sink expects).
+ */
+
+typedef struct pitem {
+    uint64_t seq;
+    uint64_t value;
+} pitem_t;
+
+typedef struct pqueue {
+    pthread_mutex_t mu;
+    pthread_cond_t not_full;
+    pthread_cond_t not_empty;
+    pitem_t buf[WORK_PIPE_IN_FLIGHT];
+    size_t head; /* next slot to read */
+    size_t count;
+    unsigned writers; /* threads still putting; 0: closed */
+} pqueue_t;
+
+static void
+pq_init(pqueue_t *q, unsigned writers)
+{
+    bench_check(pthread_mutex_init(&q->mu, NULL), "pthread_mutex_init");
+    bench_check(pthread_cond_init(&q->not_full, NULL), "pthread_cond_init");
+    bench_check(pthread_cond_init(&q->not_empty, NULL), "pthread_cond_init");
+    q->head = 0;
+    q->count = 0;
+    q->writers = writers;
+}
+
+static void
+pq_fini(pqueue_t *q)
+{
+    pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->not_full);
+    pthread_mutex_destroy(&q->mu);
+}
+
+static void
+pq_put(pqueue_t *q, pitem_t it)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->count == WORK_PIPE_IN_FLIGHT) {
+        pthread_cond_wait(&q->not_full, &q->mu);
+    }
+    q->buf[(q->head + q->count) % WORK_PIPE_IN_FLIGHT] = it;
+    q->count++;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* false: the queue is closed and empty. */
+static bool
+pq_get(pqueue_t *q, pitem_t *it)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->count == 0 && q->writers > 0) {
+        pthread_cond_wait(&q->not_empty, &q->mu);
+    }
+    bool got = q->count > 0;
+    if (got) {
+        *it = q->buf[q->head];
+        q->head = (q->head + 1) % WORK_PIPE_IN_FLIGHT;
+        q->count--;
+        pthread_cond_signal(&q->not_full);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return got;
+}
+
+/* One writer is done; the last one closes the queue. */
+static void
+pq_close(pqueue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    if (--q->writers == 0) {
+        pthread_cond_broadcast(&q->not_empty);
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+typedef struct hand_pipe {
+    uint64_t n;
+    unsigned spins;
+    sem_t tokens;
+    pqueue_t q[3]; /* source -> A -> B -> C */
+    bench_gate_t gate;
+    uint64_t hash; /* the sink's */
+    uint64_t count;
+} hand_pipe_t;
+
+typedef struct hand_stage {
+    hand_pipe_t *p;
+    unsigned stage; /* WORK_PIPE_A or WORK_PIPE_B */
+} hand_stage_t;
+
+static void
+token_take(sem_t *s)
+{
+    while (sem_wait(s) != 0) {
+        if (errno != EINTR) {
+            bench_fail("sem_wait: %s", strerror(errno));
+        }
+    }
+}
+
+static void *
+hand_source(void *arg)
+{
+    hand_pipe_t *p = arg;
+
+    bench_gate_wait(&p->gate);
+    for (uint64_t i = 0; i < p->n; i++) {
+        token_take(&p->tokens);
+        pq_put(&p->q[0], (pitem_t){i, work_pipe_source(i)});
+    }
+    pq_close(&p->q[0]);
+    return NULL;
+}
+
+/* A thread of stage A (reads q[0], writes q[1]) or B (q[1] to q[2]). */
+static void *
+hand_middle(void *arg)
+{
+    hand_stage_t *s = arg;
+    hand_pipe_t *p = s->p;
+    pqueue_t *in = &p->q[s->stage - WORK_PIPE_A];
+    pitem_t it;
+
+    bench_gate_wait(&p->gate);
+    while (pq_get(in, &it)) {
+        it.value = work_pipe_stage(it.value, s->stage, p->spins);
+        pq_put(in + 1, it);
+    }
+    pq_close(in + 1);
+    return NULL;
+}
+
+static void *
+hand_sink(void *arg)
+{
+    hand_pipe_t *p = arg;
+    uint64_t slot[WORK_PIPE_IN_FLIGHT];
+    bool full[WORK_PIPE_IN_FLIGHT] = {false};
+    uint64_t next = 0; /* the sequence number C takes next */
+    pitem_t it;
+
+    bench_gate_wait(&p->gate);
+    while (pq_get(&p->q[2], &it)) {
+        size_t k = (size_t)(it.seq % WORK_PIPE_IN_FLIGHT);
+        if (it.seq - next >= WORK_PIPE_IN_FLIGHT || full[k]) {
+            bench_fail("pipeline thread-per-stage: item %" PRIu64
+                       " out of the reorder window at %" PRIu64,
+                       it.seq, next);
+        }
+        slot[k] = it.value;
+        full[k] = true;
+        for (k = (size_t)(next % WORK_PIPE_IN_FLIGHT); full[k];
+             k = (size_t)(next % WORK_PIPE_IN_FLIGHT)) {
+            uint64_t x = work_pipe_stage(slot[k], WORK_PIPE_C, p->spins);
+            p->hash = work_pipe_fold(p->hash, x);
+            p->count++;
+            full[k] = false;
+            next++;
+            bench_check(sem_post(&p->tokens) != 0 ? errno : 0, "sem_post");
+        }
+    }
+    return NULL;
+}
+
+/* Runs n items through new threads; returns the times from the start
+ * gate to the last join. */
+static work_times_t
+hand_run(uint64_t n, unsigned spins)
+{
+    enum { STAGE_THREADS = 2 * WORK_WORKERS };
+    hand_pipe_t p;
+    hand_stage_t st[STAGE_THREADS];
+    pthread_t src, snk, mid[STAGE_THREADS];
+
+    p.n = n;
+    p.spins = spins;
+    p.hash = WORK_PIPE_HASH0;
+    p.count = 0;
+    bench_check(sem_init(&p.tokens, 0, WORK_PIPE_IN_FLIGHT) != 0 ? errno : 0,
+                "sem_init");
+    pq_init(&p.q[0], 1);
+    pq_init(&p.q[1], WORK_WORKERS);
+    pq_init(&p.q[2], WORK_WORKERS);
+    bench_gate_init(&p.gate, STAGE_THREADS + 3);
+    bench_start(&src, hand_source, &p);
+    for (unsigned i = 0; i < STAGE_THREADS; i++) {
+        st[i].p = &p;
+        st[i].stage = i < WORK_WORKERS ? WORK_PIPE_A : WORK_PIPE_B;
+        bench_start(&mid[i], hand_middle, &st[i]);
+    }
+    bench_start(&snk, hand_sink, &p);
+    bench_gate_wait(&p.gate);
+    work_times_t tm;
+    work_times_start(&tm);
+    bench_join(src);
+    for (unsigned i = 0; i < STAGE_THREADS; i++) {
+        bench_join(mid[i]);
+    }
+    bench_join(snk);
+    work_times_stop(&tm);
+    bench_gate_fini(&p.gate);
+    for (int i = 0; i < 3; i++) {
+        pq_fini(&p.q[i]);
+    }
+    sem_destroy(&p.tokens);
+    uint64_t want = work_pipe_expected(n, spins);
+    if (p.count != n || p.hash != want) {
+        bench_fail("pipeline thread-per-stage: the sink took %" PRIu64
+                   " items, hash %#" PRIx64 ", expected %" PRIu64
+                   " items, hash %#" PRIx64,
+                   p.count, p.hash, n, want);
+    }
+    return tm;
+}
+
+static void
+hand_pipeline(const work_pipe_kind_t *kind, uint64_t n)
+{
+    char params[64];
+
+    (void)hand_run(n < WORK_PIPE_WARM ? n : WORK_PIPE_WARM, kind->spins);
+    work_times_t tm = hand_run(n, kind->spins);
+    snprintf(params, sizeof(params), "work=%s,workers=%u,in_flight=%u",
+             kind->name, WORK_WORKERS, WORK_PIPE_IN_FLIGHT);
+    bench_result("pipeline", "thread-per-stage", params, "items_per_s",
+                 (double)n / tm.secs);
+    bench_result("pipeline", "thread-per-stage", params, "cpu_ns_per_item",
+                 tm.cpu * 1e9 / (double)n);
+}
+
+/* ------------------------------------------------------------------------ */
 /* serial                                                                    */
 
 static void
@@ -366,6 +617,17 @@ main(int argc, char **argv)
     if (bench_wanted(&a, "idle") && bench_selected(&a, "naive-pool")) {
         naive_idle(bench_size(&a, WORK_DEFAULT_IDLE_MS));
         ran++;
+    }
+    for (unsigned k = 0; k < WORK_PIPE_KINDS; k++) {
+        const work_pipe_kind_t *kind = work_pipe_kind(k);
+        char name[32];
+
+        snprintf(name, sizeof(name), "pipeline-%s", kind->name);
+        if ((bench_wanted(&a, name) || bench_wanted(&a, "pipeline")) &&
+            bench_selected(&a, "thread-per-stage")) {
+            hand_pipeline(kind, bench_size(&a, kind->default_n));
+            ran++;
+        }
     }
     if (ran == 0) {
         bench_fail("nothing to run: no benchmark %s with implementation %s",

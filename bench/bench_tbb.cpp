@@ -3,11 +3,13 @@
  * The oneTBB peer (Debian libtbb-dev): fib(n) with one task_group::run per
  * call on 1 and 2 threads (impl "tbb"), empty tasks enqueued into an arena
  * from outside ("tbb"), the submit-then-wait round trip ("tbb-enqueue" and
- * "tbb-execute"), and parallel_reduce / parallel_for over a blocked_range
- * on 1 and 2 threads ("tbb"). Same work and checks as weft's.
+ * "tbb-execute"), parallel_reduce / parallel_for over a blocked_range
+ * on 1 and 2 threads ("tbb"), and parallel_pipeline on 2 threads ("tbb").
+ * Same work and checks as weft's.
  */
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_pipeline.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/parallel_reduce.h>
 #include <oneapi/tbb/task_arena.h>
@@ -23,6 +25,7 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "bench_work.h"
@@ -394,10 +397,84 @@ parallel_bench(std::size_t n)
     std::free(x);
 }
 
+// ------------------------------------------------------------------ pipeline
+
+// n items through source -> A -> B -> C: filters serial_in_order, parallel,
+// parallel, serial_in_order, WORK_PIPE_IN_FLIGHT tokens. Returns its times.
+work_times_t
+pipeline_run(tbb::task_arena &arena, std::uint64_t n, unsigned spins)
+{
+    std::uint64_t next = 0;
+    std::uint64_t hash = WORK_PIPE_HASH0;
+    std::uint64_t count = 0;
+    using tbb::filter_mode;
+
+    work_times_t tm;
+    work_times_start(&tm);
+    arena.execute([&] {
+        tbb::parallel_pipeline(
+            WORK_PIPE_IN_FLIGHT,
+            tbb::make_filter<void, std::uint64_t>(
+                filter_mode::serial_in_order,
+                [&next, n](tbb::flow_control &fc) -> std::uint64_t {
+                    if (next == n) {
+                        fc.stop();
+                        return 0;
+                    }
+                    return work_pipe_source(next++);
+                }) &
+                tbb::make_filter<std::uint64_t, std::uint64_t>(
+                    filter_mode::parallel,
+                    [spins](std::uint64_t x) {
+                        return work_pipe_stage(x, WORK_PIPE_A, spins);
+                    }) &
+                tbb::make_filter<std::uint64_t, std::uint64_t>(
+                    filter_mode::parallel,
+                    [spins](std::uint64_t x) {
+                        return work_pipe_stage(x, WORK_PIPE_B, spins);
+                    }) &
+                tbb::make_filter<std::uint64_t, void>(
+                    filter_mode::serial_in_order,
+                    [&hash, &count, spins](std::uint64_t x) {
+                        x = work_pipe_stage(x, WORK_PIPE_C, spins);
+                        hash = work_pipe_fold(hash, x);
+                        count++;
+                    }));
+    });
+    work_times_stop(&tm);
+    std::uint64_t want = work_pipe_expected(n, spins);
+    if (count != n || hash != want) {
+        fail("pipeline tbb: the sink took %" PRIu64 " items, hash %#" PRIx64
+             ", expected %" PRIu64 " items, hash %#" PRIx64,
+             count, hash, n, want);
+    }
+    return tm;
+}
+
+// The calling thread joins the arena (execute), as in fork-join: 2 threads
+// work, as on weft's 2 workers while weft's caller waits.
+void
+pipeline_bench(const work_pipe_kind_t *kind, std::uint64_t n)
+{
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism,
+                           WORK_WORKERS);
+    tbb::task_arena arena((int)WORK_WORKERS);
+    char params[64];
+
+    pipeline_run(arena, n < WORK_PIPE_WARM ? n : WORK_PIPE_WARM, kind->spins);
+    work_times_t tm = pipeline_run(arena, n, kind->spins);
+    std::snprintf(params, sizeof(params), "work=%s,workers=%u,in_flight=%u",
+                  kind->name, WORK_WORKERS, WORK_PIPE_IN_FLIGHT);
+    result("pipeline", "tbb", params, "items_per_s", (double)n / tm.secs);
+    result("pipeline", "tbb", params, "cpu_ns_per_item",
+           tm.cpu * 1e9 / (double)n);
+}
+
 [[noreturn]] void
 usage()
 {
-    std::fprintf(stderr, "usage: bench_tbb [-b fib|submit|roundtrip|parallel] "
+    std::fprintf(stderr, "usage: bench_tbb [-b fib|submit|roundtrip|parallel|"
+                         "pipeline|pipeline-trivial|pipeline-small] "
                          "[-n SIZE] [-r REP] [-i IMPL]\n");
     std::exit(2);
 }
@@ -464,6 +541,14 @@ main(int argc, char **argv)
     if (wanted("parallel")) {
         parallel_bench(n != 0 ? (std::size_t)n : WORK_DEFAULT_ELEMS);
         ran++;
+    }
+    for (unsigned k = 0; k < WORK_PIPE_KINDS; k++) {
+        const work_pipe_kind_t *kind = work_pipe_kind(k);
+        std::string name = std::string("pipeline-") + kind->name;
+        if (wanted(name.c_str()) || wanted("pipeline")) {
+            pipeline_bench(kind, n != 0 ? n : kind->default_n);
+            ran++;
+        }
     }
     if (ran == 0) {
         usage();

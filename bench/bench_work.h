@@ -4,7 +4,8 @@
  * peer so that every implementation runs the same kernels and is checked
  * against the same answers: serial fib and its spawn count, the float arrays
  * of parallel_reduce / parallel_for with their exact expected results, the
- * per-task marks that prove each task ran exactly once, a median, clocks.
+ * per-task marks that prove each task ran exactly once, the stages of the
+ * pipeline benchmark and its checksum, a median, clocks.
  * Header-only; compiles as C11 and as C++17; uses no weft.
  */
 #ifndef WEFT_BENCH_WORK_H
@@ -33,6 +34,9 @@
 #define WORK_DEFAULT_TRIPS 100000u    /* round trips */
 #define WORK_DEFAULT_IDLE_MS 1000u    /* idle time */
 #define WORK_MAX_FIB 50               /* larger would take hours */
+/* Items of the pipeline benchmark when -n is not given. */
+#define WORK_DEFAULT_PIPE_TRIVIAL 1000000u /* trivial stages */
+#define WORK_DEFAULT_PIPE_SMALL 200000u    /* ~1 us stages */
 
 /* ------------------------------------------------------------------------ */
 /* fib                                                                       */
@@ -252,6 +256,167 @@ work_median(double *v, size_t n)
 {
     qsort(v, n, sizeof(double), work_cmp_double);
     return n % 2 != 0 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pipelines                                                                 */
+
+/*
+ * The pipeline benchmark: a serial source makes items 1 .. n (never 0, so an
+ * item fits in a non-NULL pointer), two parallel stages (A, B) transform
+ * them, and a serial in-order sink (C) transforms each once more and folds
+ * it into an order-sensitive hash. Every stage is work_pipe_stage: a spin
+ * of `spins` iterations (0 for "trivial" stages, WORK_PIPE_SPINS for
+ * "small" ones), then a hash step. Every implementation is checked against
+ * work_pipe_expected: a lost, repeated or reordered item, or a stage that
+ * skipped its work, changes the hash.
+ */
+
+/* Items in flight at most, in every implementation: weft's max_in_flight,
+ * oneTBB's ntokens, the hand-written pipeline's tokens. 4 x the workers. */
+#define WORK_PIPE_IN_FLIGHT (4u * WORK_WORKERS)
+/* The "small" stage's loop: ~1 us. One iteration is a dependent multiply and
+ * add (~1.13 ns on the 2-core reference machine, measured once); a constant,
+ * so every program does exactly the same work whatever its own timing. */
+#define WORK_PIPE_SPINS 880u
+/* Items of the warm-up run before each timed one. */
+#define WORK_PIPE_WARM 1000u
+/* Stage numbers, mixed into each stage's hash step. */
+#define WORK_PIPE_A 1u
+#define WORK_PIPE_B 2u
+#define WORK_PIPE_C 3u
+
+/* The spin: k steps of a 64-bit LCG (Knuth's MMIX constants). Each step
+ * depends on the last, so the loop cannot be vectorized or shortened. */
+#define WORK_LCG_MUL UINT64_C(6364136223846793005)
+#define WORK_LCG_ADD UINT64_C(1442695040888963407)
+
+static inline uint64_t
+work_spin(uint64_t x, unsigned k)
+{
+    for (unsigned i = 0; i < k; i++) {
+        x = x * WORK_LCG_MUL + WORK_LCG_ADD;
+    }
+    return x;
+}
+
+/* The hash step of stage s; never 0. */
+static inline uint64_t
+work_pipe_mix(uint64_t x, unsigned s)
+{
+    x ^= (uint64_t)s << 56;
+    x *= UINT64_C(0x9e3779b97f4a7c15);
+    x ^= x >> 29;
+    return x | 1u;
+}
+
+/* The source's i-th item (i from 0). */
+static inline uint64_t
+work_pipe_source(uint64_t i)
+{
+    return i + 1u;
+}
+
+/* What stage s does to an item. */
+static inline uint64_t
+work_pipe_stage(uint64_t x, unsigned s, unsigned spins)
+{
+    return work_pipe_mix(work_spin(x, spins), s);
+}
+
+/* The sink's hash: FNV-1a over whole items, so the order counts. */
+#define WORK_PIPE_HASH0 UINT64_C(0xcbf29ce484222325)
+
+static inline uint64_t
+work_pipe_fold(uint64_t h, uint64_t x)
+{
+    return (h ^ x) * UINT64_C(0x100000001b3);
+}
+
+/*
+ * The hash the sink must end with after n items. The spin is an affine map
+ * mod 2^64, spin(x) = a*x + c with c = spin(0) and a = spin(1) - spin(0),
+ * so the answer costs a few operations per item whatever `spins` is.
+ */
+static inline uint64_t
+work_pipe_expected(uint64_t n, unsigned spins)
+{
+    uint64_t c = work_spin(0, spins);
+    uint64_t a = work_spin(1, spins) - c;
+    uint64_t h = WORK_PIPE_HASH0;
+
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t x = work_pipe_source(i);
+
+        x = work_pipe_mix(a * x + c, WORK_PIPE_A);
+        x = work_pipe_mix(a * x + c, WORK_PIPE_B);
+        x = work_pipe_mix(a * x + c, WORK_PIPE_C);
+        h = work_pipe_fold(h, x);
+    }
+    return h;
+}
+
+/* A work size: its name in -b ("pipeline-<name>") and in the RESULT params
+ * ("work=<name>"), the spin of each stage, the items when -n is not given. */
+typedef struct work_pipe_kind {
+    const char *name;
+    unsigned spins;
+    uint64_t default_n;
+} work_pipe_kind_t;
+
+#define WORK_PIPE_KINDS 2u
+
+/* The k-th work size (k < WORK_PIPE_KINDS). */
+static inline const work_pipe_kind_t *
+work_pipe_kind(unsigned k)
+{
+    static const work_pipe_kind_t kinds[WORK_PIPE_KINDS] = {
+        {"trivial", 0u, WORK_DEFAULT_PIPE_TRIVIAL},
+        {"small", WORK_PIPE_SPINS, WORK_DEFAULT_PIPE_SMALL},
+    };
+
+    return &kinds[k];
+}
+
+/* Wall-clock and CPU time (user + system, every thread of the process) of
+ * one timed run. */
+typedef struct work_times {
+    uint64_t start_ns;
+    double start_cpu;
+    double secs;
+    double cpu;
+} work_times_t;
+
+static inline void
+work_times_start(work_times_t *t)
+{
+    t->start_cpu = work_cpu_seconds();
+    t->start_ns = work_now_ns();
+}
+
+static inline void
+work_times_stop(work_times_t *t)
+{
+    t->secs = (double)(work_now_ns() - t->start_ns) * 1e-9;
+    t->cpu = work_cpu_seconds() - t->start_cpu;
+}
+
+/* ns per call of one small stage's spin, in this process: printed on stderr
+ * next to the results, to show what "small" was in this run. */
+static inline double
+work_spin_ns(void)
+{
+    volatile unsigned spins = WORK_PIPE_SPINS;
+    uint64_t x = work_spin(1, spins); /* warm-up */
+    int reps = 2000;
+    uint64_t start = work_now_ns();
+
+    for (int i = 0; i < reps; i++) {
+        x = work_spin(x, spins);
+    }
+    uint64_t ns = work_now_ns() - start;
+    work_escape(&x);
+    return (double)ns / reps;
 }
 
 #endif /* WEFT_BENCH_WORK_H */

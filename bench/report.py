@@ -20,10 +20,12 @@ RESULT_RE = re.compile(
     r"^RESULT (\S+) (\S+) (\S+) ([A-Za-z][A-Za-z0-9_]*)=(\S+)$")
 REP_RE = re.compile(r"^# rep (\d+)")
 BENCH_ORDER = ["queue", "lock", "event", "sem", "fib", "parallel-reduce",
-               "parallel-for", "submit", "submit-future", "roundtrip", "idle"]
+               "parallel-for", "submit", "submit-future", "roundtrip", "idle",
+               "pipeline"]
 # Peers in the order a reader wants them: the hand-rolled floor first.
 PEER_ORDER = ["mutex-ring", "moodycamel", "python-queue", "pthread",
-              "pthread-cond", "posix-sem", "serial", "naive-pool", "omp",
+              "pthread-cond", "posix-sem", "serial", "naive-pool",
+              "thread-per-stage", "omp",
               "tbb", "tbb-enqueue", "tbb-execute", "python-threadpool"]
 
 # Metrics where a larger figure is better; every other metric is a cost
@@ -32,12 +34,14 @@ HIGHER_IS_BETTER = {"speedup"}
 LOWER_IS_BETTER = {"cpu_ms_per_idle_s"}
 # Costs worth a panel of the plot too (rates and speedups always get one).
 PLOT_COSTS = [("fib", "spawn_ns"), ("roundtrip", "us_per_rt"),
-              ("idle", "cpu_ms_per_idle_s")]
+              ("idle", "cpu_ms_per_idle_s"), ("pipeline", "cpu_ns_per_item")]
 
 # The figures weft is held to (from PERFORMANCE.md), checked on the medians.
 # "params" may list alternatives: the first one measured is checked (the
 # quick run uses smaller sizes).
 FIB = ["n=35", "n=32", "n=30"]
+PIPE_TRIVIAL = "work=trivial,workers=2,in_flight=8"
+PIPE_SMALL = "work=small,workers=2,in_flight=8"
 TARGETS = [
     {"what": "queue 2P2C bounded blocking: weft >= 20M items/s",
      "kind": "value", "bench": "queue", "params": "p=2,c=2,cap=1024",
@@ -95,6 +99,15 @@ TARGETS = [
     {"what": "idle pool: weft <= 1 CPU ms per idle second (~0)",
      "kind": "value", "bench": "idle", "params": "workers=2",
      "metric": "cpu_ms_per_idle_s", "impl": "weft", "max": 1.0},
+    {"what": "pipeline, ~1 µs stages: weft >= oneTBB parallel_pipeline, "
+     "same run",
+     "kind": "ratio", "bench": "pipeline", "params": PIPE_SMALL,
+     "metric": "items_per_s", "impl": "weft", "peer": "tbb", "min": 1.0},
+    {"what": "pipeline, trivial stages: weft >= 3x a thread per stage with "
+     "mutex+condvar queues, same run",
+     "kind": "ratio", "bench": "pipeline", "params": PIPE_TRIVIAL,
+     "metric": "items_per_s", "impl": "weft", "peer": "thread-per-stage",
+     "min": 3.0},
 ]
 
 
@@ -255,7 +268,8 @@ def unit(metric, bench=None):
              "rt_per_s": "round trips/s", "us_per_rt": "µs per round trip",
              "tasks_per_s": "tasks/s", "ms": "ms",
              "spawn_ns": "ns of overhead per spawn, 1 worker, vs serial",
-             "cpu_ms_per_idle_s": "CPU ms per idle second"}
+             "cpu_ms_per_idle_s": "CPU ms per idle second",
+             "cpu_ns_per_item": "CPU ns per item (every thread)"}
     return names.get(metric, metric)
 
 
@@ -353,6 +367,10 @@ def write_md(path, meta, results, ratios, targets, failures):
                     " (quick sizes)" if meta.get("quick") == "1" else "",
                     meta.get("commit", "?")))
     lines.append("")
+    if meta.get("only"):
+        lines.append("Only the program runs matching \"%s\" were run."
+                     % meta["only"])
+        lines.append("")
     lines.append(
         "Every implementation ran in each repetition, interleaved (the order "
         "rotates from one repetition to the next). *median*, *min .. max* "
@@ -389,6 +407,9 @@ def short_label(params):
     m = re.match(r"^p=(\d+),c=(\d+)", params)
     if m:
         return "%sP%sC" % m.groups()
+    m = re.match(r"^work=(\w+),workers=(\d+)", params)
+    if m:
+        return "%s, %s workers" % m.groups()
     m = re.match(r"^(n=\d+,)?(threads|workers)=(\d+)$", params)
     if m:
         n, what, count = m.groups()

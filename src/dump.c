@@ -41,7 +41,7 @@ static const char *const wait_names[WEFT__WAIT_KINDS] = {
     [WEFT__WAIT_FUTURE] = "future",       [WEFT__WAIT_GROUP] = "group",
     [WEFT__WAIT_SCOPE] = "scope",         [WEFT__WAIT_CQ] = "completion-queue",
     [WEFT__WAIT_SLEEP] = "sleep",         [WEFT__WAIT_JOIN] = "join",
-    [WEFT__WAIT_IDLE] = "idle",
+    [WEFT__WAIT_IDLE] = "idle",           [WEFT__WAIT_SELECT] = "select",
 };
 
 const char *

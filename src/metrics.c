@@ -46,6 +46,7 @@
 
 #define MAX_POOLS 32
 #define MAX_QUEUES 64
+#define MAX_PIPELINES 32
 #define MAX_WORKERS 256 /* utilisation beyond this index is not tracked */
 #define NEST_MAX 8      /* task nesting depth timed (helping waits) */
 #define SAMPLE_DEFAULT 64
@@ -103,7 +104,7 @@ typedef struct slot {
     uint64_t prev_busy[MAX_WORKERS];
 } slot_t;
 
-static slot_t pools[MAX_POOLS], queues[MAX_QUEUES];
+static slot_t pools[MAX_POOLS], queues[MAX_QUEUES], pipes[MAX_PIPELINES];
 static _Atomic uint32_t reg_lock;
 static _Atomic(tblock_t *) blocks;
 static _Atomic bool enabled;
@@ -302,8 +303,12 @@ static void
 on_object(weft__obj_kind_t kind, const void *obj, const char *name,
           bool created)
 {
-    slot_t *t = kind == WEFT__OBJ_POOL ? pools : queues;
-    unsigned n = kind == WEFT__OBJ_POOL ? MAX_POOLS : MAX_QUEUES;
+    slot_t *t = kind == WEFT__OBJ_POOL    ? pools
+                : kind == WEFT__OBJ_QUEUE ? queues
+                                          : pipes;
+    unsigned n = kind == WEFT__OBJ_POOL    ? MAX_POOLS
+                 : kind == WEFT__OBJ_QUEUE ? MAX_QUEUES
+                                           : MAX_PIPELINES;
     spin_lock(&reg_lock);
     int s = slot_find(t, n, created ? NULL : obj);
     if (s >= 0 && created) {
@@ -718,7 +723,7 @@ weft__metrics_full_free(weft__metrics_full_t *f)
 }
 
 static int
-alloc_full(weft__metrics_full_t *f, size_t np, size_t nq)
+alloc_full(weft__metrics_full_t *f, size_t np, size_t nq, size_t nl)
 {
     weft_metrics_snapshot_t *s = weft__calloc(1, sizeof(*s));
     f->s = s;
@@ -728,7 +733,8 @@ alloc_full(weft__metrics_full_t *f, size_t np, size_t nq)
     }
     s->pools = weft__calloc(np + 1, sizeof(*s->pools));
     s->queues = weft__calloc(nq + 1, sizeof(*s->queues));
-    if (s->pools == NULL || s->queues == NULL) {
+    s->pipelines = weft__calloc(nl + 1, sizeof(*s->pipelines));
+    if (s->pools == NULL || s->queues == NULL || s->pipelines == NULL) {
         return WEFT_ENOMEM;
     }
     return WEFT_OK;
@@ -741,8 +747,8 @@ weft__metrics_take(weft__metrics_full_t *f)
     /* Holding reg_lock keeps every listed object alive: destroy sends its
      * object event (which takes the lock) before it frees anything. */
     spin_lock(&reg_lock);
-    size_t np = 0, nq = 0;
-    unsigned ps[MAX_POOLS], qs[MAX_QUEUES];
+    size_t np = 0, nq = 0, nl = 0;
+    unsigned ps[MAX_POOLS], qs[MAX_QUEUES], ls[MAX_PIPELINES];
     for (unsigned i = 0; i < MAX_POOLS; i++) {
         if (atomic_load_explicit(&pools[i].obj, memory_order_relaxed)) {
             ps[np++] = i;
@@ -754,7 +760,12 @@ weft__metrics_take(weft__metrics_full_t *f)
             qs[nq++] = i;
         }
     }
-    int rc = alloc_full(f, np, nq);
+    for (unsigned i = 0; i < MAX_PIPELINES; i++) {
+        if (atomic_load_explicit(&pipes[i].obj, memory_order_relaxed)) {
+            ls[nl++] = i;
+        }
+    }
+    int rc = alloc_full(f, np, nq, nl);
     for (size_t i = 0; rc == WEFT_OK && i < np; i++) {
         unsigned w = weft_pool_workers(
             atomic_load_explicit(&pools[ps[i]].obj, memory_order_relaxed));
@@ -778,8 +789,17 @@ weft__metrics_take(weft__metrics_full_t *f)
         fill_queue(qs[i], &f->s->queues[i]);
     }
     f->s->nqueues = nq;
+    for (size_t i = 0; rc == WEFT_OK && i < nl; i++) {
+        const weft_pipeline_t *pl =
+            atomic_load_explicit(&pipes[ls[i]].obj, memory_order_relaxed);
+        rc = weft_pipeline_stats(pl, &f->s->pipelines[i]);
+        f->s->npipelines = rc == WEFT_OK ? i + 1 : i;
+    }
     spin_unlock(&reg_lock);
-    return WEFT_OK;
+    if (rc != WEFT_OK) {
+        weft__metrics_full_free(f);
+    }
+    return rc;
 }
 
 int
@@ -808,5 +828,9 @@ weft_metrics_snapshot_free(weft_metrics_snapshot_t *s)
     }
     weft__free(s->pools);
     weft__free(s->queues);
+    for (size_t i = 0; s->pipelines != NULL && i < s->npipelines; i++) {
+        weft_pipeline_stats_free(&s->pipelines[i]);
+    }
+    weft__free(s->pipelines);
     weft__free(s);
 }

@@ -4,6 +4,7 @@
  * rendered from one full snapshot into a growing buffer.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,84 @@ prom_queues(buf_t *b, const weft_metrics_snapshot_t *s)
     }
 }
 
+/* Per-stage series of every pipeline: one family per field. */
+typedef struct scounter {
+    const char *name, *help, *type;
+    size_t off;
+    int fmt; /* 0 uint64 count, 1 ns as seconds, 2 double, 3 size_t */
+} scounter_t;
+
+#define SC(n, h, t, f, k)                                                      \
+    {                                                                          \
+        n, h, t, offsetof(weft_stage_stats_t, f), k                            \
+    }
+static const scounter_t stage_series[] = {
+    SC("weft_pipeline_stage_items_in_total", "Items a stage received.",
+       "counter", items_in, 0),
+    SC("weft_pipeline_stage_items_out_total", "Items a stage passed on.",
+       "counter", items_out, 0),
+    SC("weft_pipeline_stage_dropped_total",
+       "Items dropped before a stage received them (cancel, failure).",
+       "counter", dropped, 0),
+    SC("weft_pipeline_stage_filtered_total", "Items a stage filtered out.",
+       "counter", filtered, 0),
+    SC("weft_pipeline_stage_busy_seconds_total",
+       "Time spent inside a stage's function.", "counter", busy_ns, 1),
+    SC("weft_pipeline_stage_wait_seconds_total",
+       "Time items waited in a stage's buffer.", "counter", wait_ns, 1),
+    SC("weft_pipeline_stage_busy_share",
+       "Busy time over elapsed time and usable parallelism (0..1).", "gauge",
+       busy_share, 2),
+    SC("weft_pipeline_stage_buffered", "Items waiting at a stage's input.",
+       "gauge", buffered, 3),
+};
+
+static void
+prom_pipelines(buf_t *b, const weft_metrics_snapshot_t *s)
+{
+    size_t ns = sizeof(stage_series) / sizeof(stage_series[0]);
+    for (size_t c = 0; c < ns; c++) {
+        const scounter_t *sc = &stage_series[c];
+        put(b, "# HELP %s %s\n# TYPE %s %s\n", sc->name, sc->help, sc->name,
+            sc->type);
+        for (size_t i = 0; i < s->npipelines; i++) {
+            const weft_pipeline_stats_t *pl = &s->pipelines[i];
+            for (size_t k = 0; k < pl->nstages; k++) {
+                const char *base = (const char *)&pl->stage[k] + sc->off;
+                put(b, "%s{pipeline=\"", sc->name);
+                put_escaped(b, pl->name, false);
+                put(b, "\",stage=\"");
+                put_escaped(b, pl->stage[k].name, false);
+                put(b, "\"} ");
+                if (sc->fmt == 0 || sc->fmt == 1) {
+                    uint64_t v;
+                    memcpy(&v, base, sizeof(v));
+                    if (sc->fmt == 0) {
+                        put(b, "%llu\n", (unsigned long long)v);
+                    } else {
+                        put(b, "%.9f\n", (double)v / 1e9);
+                    }
+                } else if (sc->fmt == 2) {
+                    double v;
+                    memcpy(&v, base, sizeof(v));
+                    put(b, "%.4f\n", v);
+                } else {
+                    size_t v;
+                    memcpy(&v, base, sizeof(v));
+                    put(b, "%zu\n", v);
+                }
+            }
+        }
+    }
+    put(b, "# HELP weft_pipeline_in_flight Items between source and sink.\n"
+           "# TYPE weft_pipeline_in_flight gauge\n");
+    for (size_t i = 0; i < s->npipelines; i++) {
+        put(b, "weft_pipeline_in_flight{pipeline=\"");
+        put_escaped(b, s->pipelines[i].name, false);
+        put(b, "\"} %zu\n", s->pipelines[i].in_flight);
+    }
+}
+
 int
 weft_metrics_prometheus(char **out, size_t *len)
 {
@@ -261,6 +340,7 @@ weft_metrics_prometheus(char **out, size_t *len)
     prom_hist(&b, "weft_pool_run_seconds",
               "Run time of a task (sampled tasks).", s, f.hist, 1);
     prom_queues(&b, s);
+    prom_pipelines(&b, s);
     weft__metrics_full_free(&f);
     return finish(&b, out, len);
 }
@@ -306,6 +386,36 @@ json_pool(buf_t *b, const weft_metrics_pool_t *p)
     put(b, "]}");
 }
 
+static void
+json_pipeline(buf_t *b, const weft_pipeline_stats_t *pl)
+{
+    put(b, "{\"name\":\"");
+    put_escaped(b, pl->name, true);
+    put(b,
+        "\",\"in_flight\":%zu,\"max_in_flight\":%zu,\"elapsed_ns\":%llu,"
+        "\"finished\":%s,\"bottleneck\":\"",
+        pl->in_flight, pl->max_in_flight, (unsigned long long)pl->elapsed_ns,
+        pl->finished ? "true" : "false");
+    put_escaped(b, pl->nstages > 0 ? pl->stage[pl->bottleneck].name : "", true);
+    put(b, "\",\"stages\":[");
+    for (size_t k = 0; k < pl->nstages; k++) {
+        const weft_stage_stats_t *st = &pl->stage[k];
+        put(b, "%s{\"name\":\"", k ? "," : "");
+        put_escaped(b, st->name, true);
+        put(b,
+            "\",\"parallel\":%u,\"ordered\":%s,\"items_in\":%llu,"
+            "\"items_out\":%llu,\"dropped\":%llu,\"filtered\":%llu,"
+            "\"buffered\":%zu,\"running\":%zu,\"busy_ns\":%llu,"
+            "\"wait_ns\":%llu,\"busy_share\":%.4f}",
+            st->parallel, st->ordered ? "true" : "false",
+            (unsigned long long)st->items_in, (unsigned long long)st->items_out,
+            (unsigned long long)st->dropped, (unsigned long long)st->filtered,
+            st->buffered, st->running, (unsigned long long)st->busy_ns,
+            (unsigned long long)st->wait_ns, st->busy_share);
+    }
+    put(b, "]}");
+}
+
 int
 weft_metrics_json(char **out, size_t *len)
 {
@@ -335,6 +445,11 @@ weft_metrics_json(char **out, size_t *len)
             "\"capacity\":%llu}",
             (unsigned long long)q->puts, (unsigned long long)q->gets,
             (unsigned long long)q->depth, (unsigned long long)q->capacity);
+    }
+    put(&b, "],\"pipelines\":[");
+    for (size_t i = 0; i < s->npipelines; i++) {
+        put(&b, "%s", i ? "," : "");
+        json_pipeline(&b, &s->pipelines[i]);
     }
     put(&b, "]}\n");
     weft__metrics_full_free(&f);

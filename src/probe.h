@@ -23,14 +23,16 @@ enum {
     WEFT__PROBE_WAIT = 1u << 1,  /* blocking waits begin/end */
     WEFT__PROBE_LOCK = 1u << 2,  /* lock acquire/release */
     WEFT__PROBE_QUEUE = 1u << 3, /* queue puts and gets */
+    WEFT__PROBE_SLICE = 1u << 4, /* task_begin/end for each pipeline stage
+                                    call (traces) */
     /* With WEFT__PROBE_TASK: time every task (its submit and start stamps,
      * see weft__probe_task_timed), not only the sampled ones. */
-    WEFT__PROBE_TIMING = 1u << 4,
+    WEFT__PROBE_TIMING = 1u << 5,
     /* Exact per-thread task counts kept inline by the executor and pool
      * (weft__count: no call per task), pool events except submits, and
      * the begin and end of the sampled tasks only. One sink at most (it
      * provides the counters: the sink's counts callback). */
-    WEFT__PROBE_COUNT = 1u << 5,
+    WEFT__PROBE_COUNT = 1u << 6,
 };
 
 /* Task counts kept inline (WEFT__PROBE_COUNT), indexes of the counter
@@ -62,7 +64,8 @@ typedef enum weft__wait_kind {
     WEFT__WAIT_CQ, /* completion queue */
     WEFT__WAIT_SLEEP,
     WEFT__WAIT_JOIN,
-    WEFT__WAIT_IDLE, /* a pool worker with nothing to do */
+    WEFT__WAIT_IDLE,   /* a pool worker with nothing to do */
+    WEFT__WAIT_SELECT, /* weft_select over several queues */
     WEFT__WAIT_KINDS
 } weft__wait_kind_t;
 
@@ -83,8 +86,9 @@ typedef enum weft__pool_ev {
 
 /* Objects observability may list (object_event probe). */
 typedef enum weft__obj_kind {
-    WEFT__OBJ_POOL = 0,  /* a weft_executor_t thread pool */
-    WEFT__OBJ_QUEUE = 1, /* a weft_queue_t */
+    WEFT__OBJ_POOL = 0,     /* a weft_executor_t thread pool */
+    WEFT__OBJ_QUEUE = 1,    /* a weft_queue_t */
+    WEFT__OBJ_PIPELINE = 2, /* a weft_pipeline_t (started) */
 } weft__obj_kind_t;
 
 /* Queue events (queue_event probe). */

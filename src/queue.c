@@ -50,6 +50,12 @@
  * queue is closed a targeted notify wakes every waiter: a get woken by close
  * that finds an in-flight put at head sleeps again, and the publish of that
  * put must then wake every such getter, not just one.
+ *
+ * Selectors (queue_select.c) watch not_empty / not_full through a watcher
+ * list and count themselves in the high bits of ec.waiters, so the notify
+ * above stays one load when nobody waits. wake_slow fires them before the
+ * `waking` check (which is about plain waiters only) and skips the
+ * eventcount wake when only selectors wait.
  */
 #include "queue_impl.h"
 #include "probe.h"
@@ -67,8 +73,18 @@
 /* Notification and waiting                                                  */
 
 static WEFT__COLD void
-wake_slow(weft_queue_t *q, weft__qwait_t *w, int n)
+wake_slow(weft_queue_t *q, weft__qwait_t *w, int n, uint32_t waiters)
 {
+    /* Selectors first: the early return below is about plain waiters only
+     * (a selector does not clear `waking`), and must not swallow their
+     * notification. */
+    if (WEFT__QWAIT_WATCHERS(waiters) != 0) {
+        weft__qwatch_notify(w, n != WAKE_ALL && q->ops->is_closed(q) ? WAKE_ALL
+                                                                     : n);
+    }
+    if (WEFT__QWAIT_PLAIN(waiters) == 0) {
+        return; /* as the fast path: no thread had prepared to park */
+    }
     if (n != WAKE_ALL) {
         /* A wake-up already on its way is passed on by whoever receives it
          * (wait_exit), so one in flight is enough. seq_cst: pairs with the
@@ -90,10 +106,20 @@ static inline void
 wake(weft_queue_t *q, weft__qwait_t *w, size_t n)
 {
     /* seq_cst: the load half of the notifier's side of the Dekker pattern
-     * (the kinds' seq_cst stores/RMWs are the store half). */
-    if (atomic_load_explicit(&w->ec.waiters, memory_order_seq_cst) != 0) {
-        wake_slow(q, w, n < (size_t)WAKE_ALL ? (int)n : WAKE_ALL);
+     * (the kinds' seq_cst stores/RMWs are the store half). It counts
+     * selectors too (queue_impl.h), so this one load is all a notify costs
+     * when nobody waits. */
+    uint32_t waiters =
+        atomic_load_explicit(&w->ec.waiters, memory_order_seq_cst);
+    if (waiters != 0) {
+        wake_slow(q, w, n < (size_t)WAKE_ALL ? (int)n : WAKE_ALL, waiters);
     }
+}
+
+void
+weft__queue_wake(weft_queue_t *q, weft__qwait_t *w, size_t n)
+{
+    wake(q, w, n);
 }
 
 /* One try at what the caller waits for: WEFT_EAGAIN means "wait more". */
@@ -316,6 +342,9 @@ init_header(weft_queue_t *q, const weft_queue_opts_t *o)
         atomic_init(&ws[i]->ec.seq, 0);
         atomic_init(&ws[i]->ec.waiters, 0);
         atomic_init(&ws[i]->waking, 0);
+        atomic_init(&ws[i]->wlock.state, WEFT__MUTEX_FREE);
+        atomic_init(&ws[i]->wlock.owner, 0);
+        ws[i]->watch = NULL;
     }
     atomic_init(&q->done, 0);
 }

@@ -13,6 +13,7 @@
 #include <weft/sync.h>
 
 #include "internal.h"
+#include "mutex_impl.h"
 
 /*
  * What a queue kind provides. The try operations never wait for the queue's
@@ -43,12 +44,37 @@ typedef struct weft__qops {
     void (*fini)(weft_queue_t *q);
 } weft__qops_t;
 
+/* A selector watching a wait condition (queue_select.c): one per enabled
+ * case of a blocked weft_select, linked in the condition's watcher list
+ * under its lock. sel points to the selector's futex word. */
+typedef struct weft__qwatch {
+    struct weft__qwatch *prev;
+    struct weft__qwatch *next;
+    _Atomic uint32_t *sel;
+} weft__qwatch_t;
+
+/*
+ * ec.waiters counts two kinds of waiter in one word, so that a notify still
+ * costs one load when nobody waits: threads parked (or about to park) on ec
+ * add 1 (the eventcount's own prepare), selectors watching the condition add
+ * WEFT__QWATCH_ONE. The plain count stays far below WEFT__QWATCH_ONE (it is
+ * bounded by the number of threads); the watcher count is asserted to fit.
+ */
+#define WEFT__QWATCH_SHIFT 18u
+#define WEFT__QWATCH_ONE (UINT32_C(1) << WEFT__QWATCH_SHIFT)
+#define WEFT__QWAIT_PLAIN(v) ((v) & (WEFT__QWATCH_ONE - 1u))
+#define WEFT__QWAIT_WATCHERS(v) ((v) >> WEFT__QWATCH_SHIFT)
+
 /* A wait condition: an eventcount, plus a flag that is set while a wake-up
  * is on its way to a waiter (see queue.c), so that notifiers do not issue
- * one futex wake per item while the woken thread is still being scheduled. */
+ * one futex wake per item while the woken thread is still being scheduled,
+ * plus the selectors watching it (wlock guards the list; both are touched
+ * only when ec.waiters says a selector watches). */
 typedef struct weft__qwait {
     weft__ecount_t ec;
     _Atomic uint32_t waking;
+    weft__mutex_t wlock;
+    weft__qwatch_t *watch; /* first watcher, under wlock */
 } weft__qwait_t;
 
 /* Lock-free bounded FIFO (queue_ring.c). */
@@ -109,6 +135,14 @@ extern const weft__qops_t weft__lq_ops;
 /* Set up q->u for the kind (the header fields are already filled). */
 int weft__ring_init(weft_queue_t *q);
 int weft__lq_init(weft_queue_t *q);
+
+/* Wake waiters of w after making its condition true: up to n plain
+ * waiters (INT32_MAX: all) and as many selectors (queue.c). */
+void weft__queue_wake(weft_queue_t *q, weft__qwait_t *w, size_t n);
+/* Fire up to n selectors watching w that are not already fired
+ * (INT32_MAX: all); queue_select.c. Called only when ec.waiters says some
+ * selector watches. */
+void weft__qwatch_notify(weft__qwait_t *w, int n);
 
 /* Copy one item; a constant size lets the compiler use one move for the
  * common pointer-sized item. */

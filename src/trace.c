@@ -403,7 +403,7 @@ weft_trace_start(const weft_trace_opts_t *opts)
     atomic_store_explicit(&active, 1, memory_order_seq_cst);
     /* POOL events come with the TASK mask. */
     weft__probe_set_mask(&sink, WEFT__PROBE_TASK | WEFT__PROBE_WAIT |
-                                    WEFT__PROBE_TIMING);
+                                    WEFT__PROBE_TIMING | WEFT__PROBE_SLICE);
 out:
     weft__trace_unlock();
     return rc;
@@ -644,7 +644,7 @@ weft__trace_wait_name(unsigned kind)
         "future",    "group",
         "scope",     "completion queue",
         "sleep",     "join",
-        "idle"};
+        "idle",      "select"};
     return kind < WEFT__WAIT_KINDS ? names[kind] : "other";
 }
 

@@ -52,12 +52,21 @@ static const demo_t demos[] = {
      "time out."},
     {"producer_consumer", "Producer and consumer",
      "A bounded queue of 8 holds a fast producer back; close ends the stream."},
+    {"fan_in_select", "Fan-out and fan-in with select",
+     "Select puts work where a worker has room, and collects results until "
+     "all close."},
     {"workers_join", "Worker threads, task_done and join",
      "Producers and consumers share a queue; join waits until every job is "
      "done."},
     {"pipeline", "A three-stage pipeline",
      "read -> transform -> persist through queues, from a real file to "
      "another."},
+    {"pipeline_wordcount", "A pipeline on the pool",
+     "A 12 MB file's words counted in parallel, ordered or not; the stats "
+     "name the bottleneck."},
+    {"pipeline_cancel", "Stopping a pipeline",
+     "Cancelled half-way, then failing at item 1234: every item made is "
+     "accounted for."},
     {"lock_contention", "Minimising lock contention",
      "A lock per element against private sums merged once: same sum, not the "
      "same speed."},

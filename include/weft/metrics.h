@@ -23,7 +23,8 @@
  * so pools and queues created before collection is enabled are listed
  * too. With the static library that object is linked only into programs
  * that call a weft_metrics_* function; WEFT_METRICS=1 needs that (or the
- * shared library). Up to 32 pools and 64 queues are tracked at a time.
+ * shared library). Up to 32 pools, 64 queues and 32 pipelines are
+ * tracked at a time.
  */
 #ifndef WEFT_METRICS_H
 #define WEFT_METRICS_H
@@ -32,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <weft/base.h>
+#include <weft/pipeline.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -97,6 +99,10 @@ typedef struct weft_metrics_snapshot {
     size_t npools, nqueues;
     weft_metrics_pool_t *pools;
     weft_metrics_queue_t *queues;
+    /* Pipelines started and not yet destroyed (<weft/pipeline.h>): each
+     * with its stages' counters, busy shares and bottleneck. */
+    size_t npipelines;
+    weft_pipeline_stats_t *pipelines;
 } weft_metrics_snapshot_t;
 
 /*

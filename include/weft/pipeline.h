@@ -46,12 +46,19 @@
  * passed on. weft_pipeline_cancel does the same from outside. Either way
  * the pipeline's future completes only when no stage function is running
  * any more and every item has been dropped or has left the sink.
+ * weft_future_cancel on the pipeline's future cancels it too, noticed at
+ * the next item boundary (it does not wake a stage call or a source that
+ * is blocked: weft_pipeline_cancel does).
  *
  * Metrics and traces: with metrics on (<weft/metrics.h>), every stage
  * reports items in / out / dropped, its buffer depth, its busy share and
  * the time items waited in its buffer (weft_pipeline_stats and the
  * metrics exports); with tracing on, each stage call is a slice labelled
  * with the stage's name.
+ *
+ * The pool must stay up while the pipeline runs: shutting it down with
+ * cancel_pending would discard queued work of the pipeline, which then
+ * never ends. Cancel the pipeline and wait for it first.
  *
  * Thread safety: build a pipeline (create, add stages) from one thread;
  * then start it once. cancel, stats and the future may be used from any
@@ -166,9 +173,10 @@ WEFT_API WEFT_NODISCARD int
 weft_pipeline_create(const weft_pipeline_opts_t *opts, weft_pipeline_t **out);
 
 /*
- * weft_pipeline_source: set the source (once, before start). drop frees
- * items the source made but the first stage never received (NULL: none).
- * Returns WEFT_OK, WEFT_EINVAL (NULL fn, already set, already started).
+ * weft_pipeline_source: set the source (once, before start). Items the
+ * source made that the first stage never receives (cancellation) go to
+ * the first stage's drop function. Returns WEFT_OK, WEFT_EINVAL (NULL fn,
+ * already set, already started).
  */
 WEFT_API WEFT_NODISCARD int weft_pipeline_source(weft_pipeline_t *p,
                                                  weft_source_fn fn, void *ctx);
@@ -193,9 +201,10 @@ typedef struct weft_line {
 /*
  * weft_pipeline_source_lines: the source reads the file at path line by
  * line (a last line without a newline counts; lines of any length). Each
- * item is a weft_line_t allocated with weft_malloc: the stage that is done
- * with it frees it with weft_line_free (the pipeline drops the ones it
- * cancels). The file is opened at start; a failure to open or read fails
+ * item is a weft_line_t allocated through weft's allocator hook: the stage
+ * that is done with it frees it with weft_line_free (lines the first stage
+ * never receives are freed with weft_line_free unless it has a drop
+ * function). The file is opened at start; a failure to open or read fails
  * the pipeline with WEFT_ESYS (the message names the file and errno).
  */
 WEFT_API WEFT_NODISCARD int weft_pipeline_source_lines(weft_pipeline_t *p,
@@ -229,7 +238,9 @@ WEFT_API WEFT_NODISCARD int weft_pipeline_start(weft_pipeline_t *p,
 /*
  * weft_pipeline_run: start, then wait for the end. Returns WEFT_OK, the
  * first failure's code (message from weft_pipeline_error), WEFT_ECANCELED,
- * or an error of weft_pipeline_start. Not from a task of the pipeline.
+ * or an error of weft_pipeline_start; WEFT_EDEADLK (nothing started) from
+ * a task of a one-worker pool that is the pipeline's own (the waiting
+ * worker is not available to the stages meanwhile). Not from a stage.
  */
 WEFT_API WEFT_NODISCARD int weft_pipeline_run(weft_pipeline_t *p);
 
@@ -270,7 +281,8 @@ typedef struct weft_stage_stats {
     size_t buffered;    /* items waiting at the stage's input now */
     size_t running;     /* calls running now */
     /* With metrics on (else 0): time inside the stage's function, summed
-     * over all calls, and time items waited in the buffer. */
+     * over all calls, and time items waited in the buffer. Measured on one
+     * item in 8 (by sequence number) and scaled by 8: estimates. */
     uint64_t busy_ns;
     uint64_t wait_ns;
     /* busy_ns / (elapsed x usable parallelism), 0..1 */
@@ -279,7 +291,7 @@ typedef struct weft_stage_stats {
 
 typedef struct weft_pipeline_stats {
     char name[32];
-    size_t in_flight;  /* now */
+    size_t in_flight; /* now */
     size_t max_in_flight;
     uint64_t elapsed_ns; /* since start (until the end, once finished) */
     bool finished;

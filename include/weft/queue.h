@@ -2,7 +2,8 @@
 /*
  * Thread-safe queues: Python's queue.Queue, LifoQueue, PriorityQueue and
  * multiprocessing.JoinableQueue semantics, for any number of producers and
- * consumers, with close instead of sentinel values.
+ * consumers, with close instead of sentinel values, and Go's select over
+ * several queues.
  *
  * Items are fixed-size values (elem_size bytes, default one pointer) copied in
  * and out, so no allocation happens per item. Queues are bounded by default.
@@ -20,6 +21,7 @@
 #define WEFT_QUEUE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <weft/base.h>
 
 #ifdef __cplusplus
@@ -191,6 +193,68 @@ WEFT_API bool weft_queue_full(const weft_queue_t *q);
 WEFT_API size_t weft_queue_capacity(const weft_queue_t *q);
 /* weft_queue_elem_size: bytes per item. */
 WEFT_API size_t weft_queue_elem_size(const weft_queue_t *q);
+
+/* ------------------------------------------------------------------------ */
+/* Select over several queues                                                */
+
+/* What a select case does with its queue. */
+typedef enum weft_select_op {
+    WEFT_SELECT_GET = 1, /* take one item into item */
+    WEFT_SELECT_PUT = 2, /* put the item at item */
+} weft_select_op_t;
+
+/* One case of weft_select: an operation on one queue. */
+typedef struct weft_select_case {
+    weft_queue_t *q;     /* borrowed; NULL disables the case (Go's nil
+                            channel): it is never chosen */
+    weft_select_op_t op; /* WEFT_SELECT_GET or WEFT_SELECT_PUT */
+    void *item;          /* GET: room for elem_size bytes, written only when
+                            this case is chosen with WEFT_OK; PUT: the item
+                            (elem_size bytes), read when it is tried */
+} weft_select_case_t;
+
+/* Most cases one select takes. */
+#define WEFT_SELECT_MAX 64u
+
+/*
+ * weft_select: Go's select over queues. Wait until one enabled case can
+ * proceed (GET: an item is there or the queue is closed and drained; PUT:
+ * there is room or the queue is closed), perform that one operation and no
+ * other, and set *index to its position in cases. When several cases can
+ * proceed, each is chosen with equal probability (a random starting case at
+ * every try), so no queue is starved.
+ *
+ * Returns the chosen case's result with *index set: WEFT_OK, WEFT_ECLOSED
+ * (GET: the queue is closed and drained; PUT: the queue is closed, the item
+ * was not added) -- a closed queue keeps firing, like a closed Go channel,
+ * so a caller that loops sets that case's q to NULL -- or an error of that
+ * queue's own operation (WEFT_ENOMEM: a put whose growable storage could
+ * not grow; WEFT_ECANCELED: the calling task was cancelled while a
+ * mutex-based kind waited for its internal lock; nothing was moved).
+ * Without a chosen case (*index untouched): WEFT_ETIMEDOUT (deadline passed,
+ * WEFT_FOREVER never), WEFT_ECANCELED (the calling task was cancelled while
+ * waiting), WEFT_EINVAL (index NULL, cases NULL with n > 0, n above
+ * WEFT_SELECT_MAX, or an enabled case with an unknown op or a NULL item).
+ * When every case is disabled (or n is 0): WEFT_ECLOSED with *index set to
+ * SIZE_MAX, at once -- a select never blocks forever on nothing.
+ *
+ * cases is borrowed for the call; the same queue may appear in several
+ * cases. Thread-safe; the queues may be used by plain puts and gets, other
+ * selects and close at the same time. Blocks (spins briefly, then sleeps
+ * until a queue it watches is notified); no lost wake-ups. Items moved by a
+ * select notify waiters exactly as weft_queue_put/get do.
+ */
+WEFT_API WEFT_NODISCARD int weft_select(weft_select_case_t *cases, size_t n,
+                                        weft_time_t deadline, size_t *index);
+
+/*
+ * weft_try_select: as weft_select, but never waits for a queue: WEFT_EAGAIN
+ * (*index untouched) when no enabled case can proceed now. Same fairness,
+ * same other returns (never WEFT_ETIMEDOUT). The mutex-based kinds may wait
+ * briefly for their internal lock, as weft_queue_try_get does.
+ */
+WEFT_API WEFT_NODISCARD int weft_try_select(weft_select_case_t *cases, size_t n,
+                                            size_t *index);
 
 #ifdef __cplusplus
 }
