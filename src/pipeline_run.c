@@ -245,7 +245,9 @@ count(const weft_pipeline_t *p, size_t slot, _Atomic uint64_t *c, uint64_t v)
 static bool
 timing(uint64_t seq)
 {
-    return WEFT__PROBING(WEFT__PROBE_TASK) && seq % SAMPLE == 0;
+    /* COUNT: metrics are on; TASK: a trace or dumps. */
+    return WEFT__PROBING(WEFT__PROBE_TASK | WEFT__PROBE_COUNT) &&
+           seq % SAMPLE == 0;
 }
 
 /* ------------------------------------------------------------------------ */
