@@ -11,20 +11,6 @@
 
 #include "internal.h"
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 /* ------------------------------------------------------------------------ */
 
 struct pingpong {
@@ -70,9 +56,9 @@ run_pingpong(void)
     struct side a = {&p, 0};
     struct side b = {&p, 1};
     weft_time_t t0 = weft_now();
-    weft_thread_t *t = start(play, &b);
+    weft_thread_t *t = wt_start(play, &b);
     play(&a);
-    join(t);
+    wt_join(t);
     assert_int_equal(p.handoffs, 2 * p.rounds);
     assert_int_equal(p.turn, 0);
     double ns = (double)(weft_now() - t0) / (double)p.handoffs;
@@ -139,7 +125,7 @@ test_signal_and_broadcast(void **state)
     uint64_t rng = wt_seed();
     weft_thread_t *th[CONSUMERS];
     for (int i = 0; i < CONSUMERS; i++) {
-        th[i] = start(consumer, &t);
+        th[i] = wt_start(consumer, &t);
     }
     long total = t.per_consumer * CONSUMERS;
     for (long given = 0; given < total;) {
@@ -161,7 +147,7 @@ test_signal_and_broadcast(void **state)
         given += batch;
     }
     for (int i = 0; i < CONSUMERS; i++) {
-        join(th[i]);
+        wt_join(th[i]);
     }
     assert_int_equal(t.taken, total);
     assert_int_equal(t.available, 0);

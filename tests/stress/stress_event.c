@@ -12,20 +12,6 @@
 
 #include "internal.h"
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 /* Burn a random short time, so threads meet in different phases. */
 static void
 jitter(uint64_t *rng)
@@ -69,14 +55,14 @@ run_pingpong(void)
     p.rounds = wt_size(1000000, 20000000) / 2;
     p.handoffs = 0;
     weft_time_t t0 = weft_now();
-    weft_thread_t *t = start(ponger, &p);
+    weft_thread_t *t = wt_start(ponger, &p);
     for (size_t i = 0; i < p.rounds; i++) {
         p.handoffs++;
         weft_event_set(&p.ping);
         assert_int_equal(weft_event_wait(&p.pong), WEFT_OK);
         weft_event_clear(&p.pong);
     }
-    join(t);
+    wt_join(t);
     assert_int_equal(p.handoffs, 2 * p.rounds);
     double ns = (double)(weft_now() - t0) / (double)p.handoffs;
     printf("event ping-pong: %zu hand-offs, %.0f ns each\n", p.handoffs, ns);
@@ -134,7 +120,7 @@ test_destroy_after_wake(void **state)
     assert_int_equal(weft_sem_init(&h.taken, 0), WEFT_OK);
     h.n = wt_size(50000, 2000000);
     weft_time_t t0 = weft_now();
-    weft_thread_t *t = start(destroyer, &h);
+    weft_thread_t *t = wt_start(destroyer, &h);
     for (size_t i = 0; i < h.n; i++) {
         weft_event_t *e = malloc(sizeof(*e));
         assert_non_null(e);
@@ -145,7 +131,7 @@ test_destroy_after_wake(void **state)
         jitter(&rng);
         weft_event_set(e); /* e may be freed once this releases the waiter */
     }
-    join(t);
+    wt_join(t);
     printf("destroy after wake: %zu objects in %.2f s\n", h.n,
            (double)(weft_now() - t0) / 1e9);
     weft_sem_fini(&h.go);

@@ -76,20 +76,6 @@ static _Atomic long errors;
         }                                                                      \
     } while (0)
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 /* Burn a random short time, so threads meet in different phases. */
 static void
 jitter(uint64_t *rng)
@@ -252,11 +238,11 @@ reg_batch(struct reg_race *r, size_t *by_completer, size_t *by_registrant)
     weft_thread_t *t[REG + 1];
     for (size_t k = 0; k < REG; k++) {
         args[k] = (struct reg_arg){r, k};
-        t[k] = start(registrant_main, &args[k]);
+        t[k] = wt_start(registrant_main, &args[k]);
     }
-    t[REG] = start(completer_main, r);
+    t[REG] = wt_start(completer_main, r);
     for (size_t k = 0; k <= REG; k++) {
-        join(t[k]);
+        wt_join(t[k]);
     }
     uint32_t comp = atomic_load(&r->completer);
     for (size_t i = 0; i < r->n; i++) {
@@ -436,10 +422,10 @@ cancel_batch(struct cancel_race *c, size_t *cancels)
         c->cancel_won[i] = false;
         c->other_rc[i] = -100;
     }
-    weft_thread_t *a = start(canceller_main, c);
-    weft_thread_t *b = start(claimer_main, c);
-    join(a);
-    join(b);
+    weft_thread_t *a = wt_start(canceller_main, c);
+    weft_thread_t *b = wt_start(claimer_main, c);
+    wt_join(a);
+    wt_join(b);
     for (size_t i = 0; i < c->n; i++) {
         check_cancel_item(c, i);
         *cancels += c->cancel_won[i];
@@ -577,7 +563,7 @@ run_many_waiters(unsigned spurious)
     weft_time_t t0 = weft_now();
     for (int i = 0; i < WAITERS; i++) {
         args[i] = (struct wake_arg){&w, i, 0};
-        t[i] = start(many_waiter_main, &args[i]);
+        t[i] = wt_start(many_waiter_main, &args[i]);
     }
     size_t parked = 0;
     for (size_t r = 0; r < w.rounds; r++) {
@@ -588,7 +574,7 @@ run_many_waiters(unsigned spurious)
                          WEFT_OK);
     }
     for (int i = 0; i < WAITERS; i++) {
-        join(t[i]);
+        wt_join(t[i]);
         assert_int_equal(args[i].seen, w.rounds);
     }
     weft__test_spurious_wakeups(0);
@@ -717,10 +703,10 @@ test_wait_many_races(void **state)
     atomic_store(&m.next, 0);
     m.seed = wt_seed();
     weft_time_t t0 = weft_now();
-    weft_thread_t *a = start(wm_completer_main, &m);
-    weft_thread_t *b = start(wm_waiter_main, &m);
-    join(a);
-    join(b);
+    weft_thread_t *a = wt_start(wm_completer_main, &m);
+    weft_thread_t *b = wt_start(wm_waiter_main, &m);
+    wt_join(a);
+    wt_join(b);
     assert_no_errors();
     printf("wait_many vs completion: %zu groups of %d, %.2f s\n", m.rounds,
            GROUP, (double)(weft_now() - t0) / 1e9);
@@ -842,20 +828,20 @@ test_cq_many_producers(void **state)
     weft_time_t t0 = weft_now();
     weft_thread_t *c[CONSUMERS];
     for (int i = 0; i < CONSUMERS; i++) {
-        c[i] = start(cq_consumer_main, &q);
+        c[i] = wt_start(cq_consumer_main, &q);
     }
     struct producer_arg pa[PRODUCERS];
     weft_thread_t *p[PRODUCERS];
     for (size_t i = 0; i < PRODUCERS; i++) {
         pa[i] = (struct producer_arg){&q, i};
-        p[i] = start(producer_main, &pa[i]);
+        p[i] = wt_start(producer_main, &pa[i]);
     }
     for (int i = 0; i < PRODUCERS; i++) {
-        join(p[i]);
+        wt_join(p[i]);
     }
     assert_int_equal(weft_promise_set_result(guard, NULL, NULL), WEFT_OK);
     for (int i = 0; i < CONSUMERS; i++) {
-        join(c[i]);
+        wt_join(c[i]);
     }
     assert_no_errors();
     size_t total = PRODUCERS * q.n;
@@ -922,7 +908,7 @@ test_cq_destroy_races_finish(void **state)
             assert_int_equal(weft_cq_add(cq, fs[i]), WEFT_OK);
         }
         struct late_arg a = {fs, n, 0, wt_rand(&rng)};
-        weft_thread_t *t = start(late_finisher_main, &a);
+        weft_thread_t *t = wt_start(late_finisher_main, &a);
         /* Destroy at a random point of the finishing run. */
         await_progress(&a.done, (size_t)(wt_rand(&rng) % n));
         weft_future_t *out = NULL;
@@ -932,7 +918,7 @@ test_cq_destroy_races_finish(void **state)
             weft_future_release(rc == WEFT_OK ? out : NULL);
         }
         weft_cq_destroy(cq);
-        join(t);
+        wt_join(t);
         assert_no_errors();
         for (size_t i = 0; i < n; i++) {
             assert_int_equal(atomic_load(&fs[i]->refs), 1);

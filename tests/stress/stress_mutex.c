@@ -14,20 +14,6 @@
 
 #include "internal.h"
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 static void
 jitter(uint64_t *rng)
 {
@@ -253,7 +239,7 @@ test_destroy_after_wake(void **state)
     assert_int_equal(weft_sem_init(&h.taken, 0), WEFT_OK);
     h.n = wt_size(50000, 2000000);
     weft_time_t t0 = weft_now();
-    weft_thread_t *t = start(destroyer, &h);
+    weft_thread_t *t = wt_start(destroyer, &h);
     for (size_t i = 0; i < h.n; i++) {
         weft_mutex_t *m = malloc(sizeof(*m));
         assert_non_null(m);
@@ -265,7 +251,7 @@ test_destroy_after_wake(void **state)
         jitter(&rng);
         weft_mutex_unlock(m); /* m may be freed once this releases it */
     }
-    join(t);
+    wt_join(t);
     printf("destroy after wake: %zu objects in %.2f s\n", h.n,
            (double)(weft_now() - t0) / 1e9);
     weft_sem_fini(&h.go);

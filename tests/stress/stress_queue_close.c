@@ -15,17 +15,6 @@
 
 #include "queue_impl.h"
 
-static int
-cmp_u64(const void *a, const void *b, void *ctx)
-{
-    (void)ctx;
-    uint64_t x;
-    uint64_t y;
-    memcpy(&x, a, sizeof(x));
-    memcpy(&y, b, sizeof(y));
-    return (x > y) - (x < y);
-}
-
 typedef struct kind {
     weft_queue_order_t order;
     size_t cap;
@@ -45,28 +34,7 @@ static const kind_t kinds[] = {
 static weft_queue_t *
 mk(const kind_t *k)
 {
-    weft_queue_opts_t o = WEFT_QUEUE_OPTS_INIT;
-    o.order = k->order;
-    o.capacity = k->cap;
-    o.elem_size = sizeof(uint64_t);
-    o.cmp = cmp_u64;
-    weft_queue_t *q = NULL;
-    assert_int_equal(weft_queue_create(&o, &q), WEFT_OK);
-    return q;
-}
-
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join_thread(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
+    return wt_queue_u64(k->order, k->cap);
 }
 
 static void
@@ -129,9 +97,9 @@ close_round(const kind_t *k, size_t n, bool wait_all)
     assert_non_null(t);
     for (size_t i = 0; i < n; i++) {
         b[i] = (blocked_t){gq, 99};
-        t[i] = start(blocked_get, &b[i]);
+        t[i] = wt_start(blocked_get, &b[i]);
         b[n + i] = (blocked_t){pq, 99};
-        t[n + i] = bounded ? start(blocked_put, &b[n + i]) : NULL;
+        t[n + i] = bounded ? wt_start(blocked_put, &b[n + i]) : NULL;
     }
     if (wait_all) {
         wait_blocked(&gq->not_empty, (uint32_t)n);
@@ -143,7 +111,7 @@ close_round(const kind_t *k, size_t n, bool wait_all)
     weft_queue_close(pq);
     for (size_t i = 0; i < 2 * n; i++) {
         if (t[i] != NULL) {
-            join_thread(t[i]);
+            wt_join(t[i]);
             assert_int_equal(b[i].rc, WEFT_ECLOSED);
         }
     }
@@ -317,14 +285,14 @@ midstream_round(const kind_t *k, size_t np, size_t nc, uint64_t max_per)
     s.seen = calloc(np * max_per, sizeof(*s.seen));
     assert_non_null(s.ok);
     assert_non_null(s.seen);
-    weft_thread_t *closer = start(s_closer, &s);
+    weft_thread_t *closer = wt_start(s_closer, &s);
     sworker_t *w = calloc(np + nc, sizeof(*w));
     assert_non_null(w);
     for (size_t i = 0; i < np + nc; i++) {
         w[i] = (sworker_t){&s, i};
     }
     wt_run_threads(np + nc, s_main, w, sizeof(*w));
-    join_thread(closer);
+    wt_join(closer);
     s_check(&s);
     free(w);
     free(s.ok);
@@ -415,15 +383,15 @@ getter_race(const kind_t *k, size_t rounds, uint64_t *rs)
     race_t r;
     memset(&r, 0, sizeof(r));
     r.q = mk(k);
-    weft_thread_t *fg = start(forever_getter, &r);
+    weft_thread_t *fg = wt_start(forever_getter, &r);
     uint64_t timed_got = 0;
     for (size_t i = 0; i < rounds; i++) {
         r.wait = (weft_time_t)(wt_rand(rs) % 200) * WEFT_USEC;
-        weft_thread_t *tg = start(timed_get, &r);
+        weft_thread_t *tg = wt_start(timed_get, &r);
         weft_sleep_for((weft_time_t)(wt_rand(rs) % 200) * WEFT_USEC);
         uint64_t v = i;
         assert_int_equal(weft_queue_put(r.q, &v), WEFT_OK);
-        join_thread(tg);
+        wt_join(tg);
         assert_true(r.rc == WEFT_OK || r.rc == WEFT_ETIMEDOUT);
         timed_got += r.rc == WEFT_OK;
         while (atomic_load(&r.got) + timed_got < i + 1) {
@@ -431,7 +399,7 @@ getter_race(const kind_t *k, size_t rounds, uint64_t *rs)
         }
     }
     weft_queue_close(r.q);
-    join_thread(fg);
+    wt_join(fg);
     assert_int_equal(atomic_load(&r.got) + timed_got, rounds);
     weft_queue_destroy(r.q);
 }
@@ -446,21 +414,21 @@ putter_race(const kind_t *k, size_t rounds, uint64_t *rs)
     r.q = mk(k);
     fill(r.q);
     size_t cap = k->cap;
-    weft_thread_t *fp = start(forever_putter, &r);
+    weft_thread_t *fp = wt_start(forever_putter, &r);
     for (size_t i = 0; i < rounds; i++) {
         r.wait = (weft_time_t)(wt_rand(rs) % 200) * WEFT_USEC;
-        weft_thread_t *tp = start(timed_put, &r);
+        weft_thread_t *tp = wt_start(timed_put, &r);
         weft_sleep_for((weft_time_t)(wt_rand(rs) % 200) * WEFT_USEC);
         uint64_t v;
         assert_int_equal(weft_queue_get(r.q, &v), WEFT_OK);
-        join_thread(tp);
+        wt_join(tp);
         assert_true(r.rc == WEFT_OK || r.rc == WEFT_ETIMEDOUT);
         while (weft_queue_size(r.q) < cap) { /* somebody must refill */
             weft_sleep_for(20 * WEFT_USEC);
         }
     }
     weft_queue_close(r.q);
-    join_thread(fp);
+    wt_join(fp);
     weft_queue_destroy(r.q);
 }
 
@@ -540,15 +508,15 @@ oneshot_round(const kind_t *k, bool getters, size_t nw, size_t nm)
     assert_non_null(t);
     for (size_t i = 0; i < nw; i++) {
         o[i] = (oneshot_t){q, 1, 99};
-        t[i] = start(getters ? oneshot_get : oneshot_put, &o[i]);
+        t[i] = wt_start(getters ? oneshot_get : oneshot_put, &o[i]);
     }
     wait_blocked(getters ? &q->not_empty : &q->not_full, (uint32_t)nw);
     for (size_t i = 0; i < nm; i++) {
         o[nw + i] = (oneshot_t){q, nw / nm, 99};
-        t[nw + i] = start(getters ? oneshot_put : oneshot_get, &o[nw + i]);
+        t[nw + i] = wt_start(getters ? oneshot_put : oneshot_get, &o[nw + i]);
     }
     for (size_t i = 0; i < nw + nm; i++) {
-        join_thread(t[i]);
+        wt_join(t[i]);
         assert_int_equal(o[i].rc, WEFT_OK);
     }
     free(o);

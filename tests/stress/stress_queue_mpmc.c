@@ -51,17 +51,6 @@ typedef struct worker {
     size_t id;
 } worker_t;
 
-static int
-cmp_u64(const void *a, const void *b, void *ctx)
-{
-    (void)ctx;
-    uint64_t x;
-    uint64_t y;
-    memcpy(&x, a, sizeof(x));
-    memcpy(&y, b, sizeof(y));
-    return (x > y) - (x < y);
-}
-
 static void
 report(run_t *r, const char *what, uint64_t v)
 {
@@ -235,12 +224,7 @@ run_spec(const spec_t *s)
     memset(&r, 0, sizeof(r));
     r.s = *s;
     r.seed = wt_seed() ^ (s->cap * 31u + s->np * 7u + s->nc);
-    weft_queue_opts_t o = WEFT_QUEUE_OPTS_INIT;
-    o.order = s->order;
-    o.capacity = s->cap;
-    o.elem_size = sizeof(uint64_t);
-    o.cmp = cmp_u64;
-    assert_int_equal(weft_queue_create(&o, &r.q), WEFT_OK);
+    r.q = wt_queue_u64(s->order, s->cap);
     r.seen = calloc(s->np * s->per, sizeof(*r.seen));
     assert_non_null(r.seen);
     atomic_store(&r.producers_left, s->np);

@@ -11,7 +11,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
 
@@ -47,44 +46,6 @@ static int
 overslept(int rc, weft_time_t deadline)
 {
     return weft_now() >= deadline ? WEFT_ETIMEDOUT : rc;
-}
-
-static int
-cmp_u64(const void *a, const void *b, void *ctx)
-{
-    (void)ctx;
-    uint64_t x;
-    uint64_t y;
-    memcpy(&x, a, sizeof(x));
-    memcpy(&y, b, sizeof(y));
-    return (x > y) - (x < y);
-}
-
-static weft_queue_t *
-mk(weft_queue_order_t order, size_t cap)
-{
-    weft_queue_opts_t o = WEFT_QUEUE_OPTS_INIT;
-    o.order = order;
-    o.capacity = cap;
-    o.elem_size = sizeof(uint64_t);
-    o.cmp = cmp_u64;
-    weft_queue_t *q = NULL;
-    assert_int_equal(weft_queue_create(&o, &q), WEFT_OK);
-    return q;
-}
-
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join_thread(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -127,13 +88,13 @@ test_fairness(void **state)
     fair_prod_t prods[NQ];
     weft_thread_t *t[NQ];
     for (size_t i = 0; i < NQ; i++) {
-        f.q[i] = mk(WEFT_QUEUE_FIFO, 4096);
+        f.q[i] = wt_queue_u64(WEFT_QUEUE_FIFO, 4096);
     }
     /* Fill before selecting: the shares then measure the select, not the
      * producers' head start. */
     for (size_t i = 0; i < NQ; i++) {
         prods[i] = (fair_prod_t){&f, i};
-        t[i] = start(fair_producer, &prods[i]);
+        t[i] = wt_start(fair_producer, &prods[i]);
     }
     for (size_t i = 0; i < NQ; i++) {
         while (!weft_queue_full(f.q[i])) {
@@ -182,7 +143,7 @@ test_fairness(void **state)
         weft_queue_close(f.q[i]);
     }
     for (size_t i = 0; i < NQ; i++) {
-        join_thread(t[i]);
+        wt_join(t[i]);
     }
     printf("fairness: %zu selects (%zu waited for a producer):", rounds, waits);
     for (size_t i = 0; i < NQ; i++) {
@@ -351,7 +312,7 @@ run_mix(const mix_spec_t *s, uint64_t per)
 {
     mix_t m = {.np = s->np, .ns = s->ns, .per = per, .seed = wt_seed()};
     for (size_t i = 0; i < NQ; i++) {
-        m.q[i] = mk(s->order[i], s->cap[i]);
+        m.q[i] = wt_queue_u64(s->order[i], s->cap[i]);
     }
     m.seen = calloc(s->np * per, sizeof(*m.seen));
     assert_non_null(m.seen);
@@ -369,10 +330,10 @@ run_mix(const mix_spec_t *s, uint64_t per)
         void *(*fn)(void *) = i < s->np           ? mix_producer
                               : i < s->np + s->ns ? mix_selector
                                                   : mix_plain;
-        t[i] = start(fn, &w[i]);
+        t[i] = wt_start(fn, &w[i]);
     }
     for (size_t i = 0; i < nt; i++) {
-        join_thread(t[i]);
+        wt_join(t[i]);
     }
     weft__test_spurious_wakeups(0);
     assert_int_equal(atomic_load(&errors), 0);
@@ -533,7 +494,7 @@ test_put_cases_slow_consumers(void **state)
         WEFT_QUEUE_FIFO, WEFT_QUEUE_FIFO, WEFT_QUEUE_LIFO, WEFT_QUEUE_PRIORITY};
     static const size_t cap[NQ] = {1, 4, 2, 3};
     for (size_t i = 0; i < NQ; i++) {
-        s.q[i] = mk(order[i], cap[i]);
+        s.q[i] = wt_queue_u64(order[i], cap[i]);
         atomic_init(&s.per_queue[i], 0);
     }
     s.seen = calloc(s.np * s.per, sizeof(*s.seen));
@@ -544,14 +505,14 @@ test_put_cases_slow_consumers(void **state)
     weft_thread_t *t[3 + NQ];
     for (size_t i = 0; i < NQ; i++) {
         w[i] = (slow_worker_t){&s, i};
-        t[i] = start(slow_consumer, &w[i]);
+        t[i] = wt_start(slow_consumer, &w[i]);
     }
     for (size_t i = 0; i < s.np; i++) {
         w[NQ + i] = (slow_worker_t){&s, i};
-        t[NQ + i] = start(slow_producer, &w[NQ + i]);
+        t[NQ + i] = wt_start(slow_producer, &w[NQ + i]);
     }
     for (size_t i = 0; i < NQ + s.np; i++) {
-        join_thread(t[i]);
+        wt_join(t[i]);
     }
     assert_int_equal(atomic_load(&errors), 0);
     uint64_t total = 0;

@@ -14,20 +14,6 @@
 
 #include "internal.h"
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 static void
 jitter(uint64_t *rng)
 {
@@ -68,13 +54,13 @@ run_pingpong(void)
     p.rounds = wt_size(1000000, 20000000) / 2;
     p.handoffs = 0;
     weft_time_t t0 = weft_now();
-    weft_thread_t *t = start(ponger, &p);
+    weft_thread_t *t = wt_start(ponger, &p);
     for (size_t i = 0; i < p.rounds; i++) {
         p.handoffs++;
         assert_int_equal(weft_sem_release(&p.ping, 1), WEFT_OK);
         assert_int_equal(weft_sem_acquire(&p.pong), WEFT_OK);
     }
-    join(t);
+    wt_join(t);
     assert_int_equal(p.handoffs, 2 * p.rounds);
     assert_int_equal(weft_sem_value(&p.ping), 0);
     assert_int_equal(weft_sem_value(&p.pong), 0);
@@ -218,7 +204,7 @@ test_destroy_after_wake(void **state)
     assert_int_equal(weft_sem_init(&h.taken, 0), WEFT_OK);
     h.n = wt_size(50000, 2000000);
     weft_time_t t0 = weft_now();
-    weft_thread_t *t = start(destroyer, &h);
+    weft_thread_t *t = wt_start(destroyer, &h);
     for (size_t i = 0; i < h.n; i++) {
         weft_sem_t *s = malloc(sizeof(*s));
         assert_non_null(s);
@@ -230,7 +216,7 @@ test_destroy_after_wake(void **state)
         /* s may be freed once this releases the waiter. */
         assert_int_equal(weft_sem_release(s, 1), WEFT_OK);
     }
-    join(t);
+    wt_join(t);
     printf("destroy after wake: %zu objects in %.2f s\n", h.n,
            (double)(weft_now() - t0) / 1e9);
     weft_sem_fini(&h.go);

@@ -124,3 +124,57 @@ wt_run_threads(size_t n, void *(*fn)(void *), void *base, size_t stride)
     }
     free(t);
 }
+
+weft_thread_t *
+wt_start(void *(*fn)(void *), void *arg)
+{
+    weft_thread_t *t = NULL;
+    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
+    return t;
+}
+
+void *
+wt_join(weft_thread_t *t)
+{
+    void *r = NULL;
+    assert_int_equal(weft_thread_join(t, &r), WEFT_OK);
+    return r;
+}
+
+int
+wt_cmp_u64(const void *a, const void *b, void *ctx)
+{
+    (void)ctx;
+    uint64_t x;
+    uint64_t y;
+    memcpy(&x, a, sizeof(x));
+    memcpy(&y, b, sizeof(y));
+    return (x > y) - (x < y);
+}
+
+weft_queue_t *
+wt_queue_u64(weft_queue_order_t order, size_t cap)
+{
+    weft_queue_opts_t o = WEFT_QUEUE_OPTS_INIT;
+    o.order = order;
+    o.capacity = cap;
+    o.elem_size = sizeof(uint64_t);
+    o.cmp = wt_cmp_u64;
+    weft_queue_t *q = NULL;
+    assert_int_equal(weft_queue_create(&o, &q), WEFT_OK);
+    return q;
+}
+
+void
+wt_put_u64(weft_queue_t *q, uint64_t v)
+{
+    assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
+}
+
+uint64_t
+wt_get_u64(weft_queue_t *q)
+{
+    uint64_t v = 0;
+    assert_int_equal(weft_queue_get(q, &v), WEFT_OK);
+    return v;
+}

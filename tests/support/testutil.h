@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Helpers shared by the test executables: stress sizes from the environment,
- * printed and replayable seeds, a small PRNG, and death tests that run a
- * function in a child process and check it aborts with a given message.
+ * printed and replayable seeds, a small PRNG, death tests that run a
+ * function in a child process and check it aborts with a given message,
+ * threads started and joined under cmocka asserts, and queues of uint64_t.
  */
 #ifndef WEFT_TESTUTIL_H
 #define WEFT_TESTUTIL_H
@@ -51,5 +52,25 @@ int wt_dies_with(void (*fn)(void *), void *arg, const char *expect);
 /* Start n threads running fn(arg_i), with arg_i = base + i * stride, and join
  * them (fails the test if creation fails). */
 void wt_run_threads(size_t n, void *(*fn)(void *), void *base, size_t stride);
+
+/* Start a weft thread (default options) running fn(arg); fails the test if
+ * creation fails. Call from the test's thread (cmocka asserts). */
+weft_thread_t *wt_start(void *(*fn)(void *), void *arg);
+
+/* Join t (started by wt_start or weft_thread_create) and return fn's result;
+ * fails the test if the join fails. Call from the test's thread. */
+void *wt_join(weft_thread_t *t);
+
+/* Orders uint64_t items (read with memcpy) ascending; ctx unused. */
+int wt_cmp_u64(const void *a, const void *b, void *ctx);
+
+/* A queue of uint64_t items of the given order and capacity, ordered by
+ * wt_cmp_u64 when a priority queue; fails the test if creation fails. */
+weft_queue_t *wt_queue_u64(weft_queue_order_t order, size_t cap);
+
+/* weft_queue_put / weft_queue_get of one uint64_t; fail the test unless
+ * WEFT_OK. */
+void wt_put_u64(weft_queue_t *q, uint64_t v);
+uint64_t wt_get_u64(weft_queue_t *q);
 
 #endif /* WEFT_TESTUTIL_H */

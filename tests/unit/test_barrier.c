@@ -4,20 +4,6 @@
 
 #include <stdatomic.h>
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 static void
 wait_n_waiting(weft_barrier_t *b, unsigned n)
 {
@@ -100,10 +86,10 @@ test_rounds(void **state)
     for (int i = 0; i < PARTIES; i++) {
         p[i].b = &b;
         p[i].actions = &actions;
-        t[i] = start(party_thread, &p[i]);
+        t[i] = wt_start(party_thread, &p[i]);
     }
     for (int i = 0; i < PARTIES; i++) {
-        join(t[i]);
+        wt_join(t[i]);
     }
     assert_int_equal(actions, ROUNDS);
     for (int r = 0; r < ROUNDS; r++) {
@@ -152,7 +138,7 @@ test_timeout_breaks_for_all(void **state)
     weft_barrier_t b;
     assert_int_equal(weft_barrier_init(&b, 3, NULL, NULL), WEFT_OK);
     struct waiter forever = {&b, 0, 1, 77};
-    weft_thread_t *t = start(waiter_thread, &forever);
+    weft_thread_t *t = wt_start(waiter_thread, &forever);
     wait_n_waiting(&b, 1);
     unsigned index = 77;
     weft_time_t t0 = weft_now();
@@ -160,7 +146,7 @@ test_timeout_breaks_for_all(void **state)
                      WEFT_ETIMEDOUT);
     assert_true(weft_now() - t0 >= 20 * WEFT_MSEC);
     assert_int_equal(index, 77); /* untouched on failure */
-    join(t);
+    wt_join(t);
     assert_int_equal(forever.rc, WEFT_EBROKEN);
     assert_int_equal(forever.index, 77);
     assert_true(weft_barrier_is_broken(&b));
@@ -181,12 +167,12 @@ test_abort_and_reset(void **state)
     weft_barrier_t b;
     assert_int_equal(weft_barrier_init(&b, 3, NULL, NULL), WEFT_OK);
     struct waiter w[2] = {{&b, 0, 1, 0}, {&b, 60 * WEFT_SEC, 1, 0}};
-    weft_thread_t *t[2] = {start(waiter_thread, &w[0]),
-                           start(waiter_thread, &w[1])};
+    weft_thread_t *t[2] = {wt_start(waiter_thread, &w[0]),
+                           wt_start(waiter_thread, &w[1])};
     wait_n_waiting(&b, 2);
     weft_barrier_abort(&b);
-    join(t[0]);
-    join(t[1]);
+    wt_join(t[0]);
+    wt_join(t[1]);
     assert_int_equal(w[0].rc, WEFT_EBROKEN);
     assert_int_equal(w[1].rc, WEFT_EBROKEN);
     assert_true(weft_barrier_is_broken(&b));
@@ -196,14 +182,14 @@ test_abort_and_reset(void **state)
 
     /* Usable again for a full round. */
     struct waiter w2[2] = {{&b, 0, 1, 9}, {&b, 0, 1, 9}};
-    t[0] = start(waiter_thread, &w2[0]);
-    t[1] = start(waiter_thread, &w2[1]);
+    t[0] = wt_start(waiter_thread, &w2[0]);
+    t[1] = wt_start(waiter_thread, &w2[1]);
     wait_n_waiting(&b, 2);
     unsigned index = 9;
     assert_int_equal(weft_barrier_wait(&b, &index), WEFT_BARRIER_SERIAL);
     assert_int_equal(index, 2);
-    join(t[0]);
-    join(t[1]);
+    wt_join(t[0]);
+    wt_join(t[1]);
     assert_int_equal(w2[0].rc, WEFT_OK);
     assert_int_equal(w2[1].rc, WEFT_OK);
     assert_int_equal(w2[0].index + w2[1].index, 1);
@@ -217,19 +203,19 @@ test_reset_with_waiters(void **state)
     weft_barrier_t b;
     assert_int_equal(weft_barrier_init(&b, 2, NULL, NULL), WEFT_OK);
     struct waiter w = {&b, 0, 1, 0};
-    weft_thread_t *t = start(waiter_thread, &w);
+    weft_thread_t *t = wt_start(waiter_thread, &w);
     wait_n_waiting(&b, 1);
     weft_barrier_reset(&b);
-    join(t);
+    wt_join(t);
     /* The reset round's waiter fails; the barrier is not left broken. */
     assert_int_equal(w.rc, WEFT_EBROKEN);
     assert_false(weft_barrier_is_broken(&b));
     assert_int_equal(weft_barrier_n_waiting(&b), 0);
     w = (struct waiter){&b, 0, 1, 0};
-    t = start(waiter_thread, &w);
+    t = wt_start(waiter_thread, &w);
     unsigned index = 5;
     int rc = weft_barrier_wait(&b, &index);
-    join(t);
+    wt_join(t);
     assert_true(rc == WEFT_OK || rc == WEFT_BARRIER_SERIAL);
     assert_true((rc == WEFT_BARRIER_SERIAL) != (w.rc == WEFT_BARRIER_SERIAL));
     assert_true(w.rc == WEFT_OK || w.rc == WEFT_BARRIER_SERIAL);

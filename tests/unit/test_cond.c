@@ -5,20 +5,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 /* Shared state of one test: tokens guarded by m. */
 struct box {
     weft_mutex_t m;
@@ -126,16 +112,16 @@ test_signal_wakes_a_waiter(void **state)
     (void)state;
     static struct box b = {WEFT_MUTEX_INIT, WEFT_COND_INIT, 0, 0};
     weft_thread_t *t[3];
-    t[0] = start(consume_wait, &b);
-    t[1] = start(consume_wait_for, &b);
-    t[2] = start(consume_wait_for, &b);
+    t[0] = wt_start(consume_wait, &b);
+    t[1] = wt_start(consume_wait_for, &b);
+    t[2] = wt_start(consume_wait_for, &b);
     weft_sleep_for(5 * WEFT_MSEC);
     assert_int_equal(atomic_load(&b.done), 0);
     for (int i = 0; i < 3; i++) {
         give(&b, 1, false);
     }
     for (int i = 0; i < 3; i++) {
-        join(t[i]);
+        wt_join(t[i]);
     }
     assert_int_equal(b.tokens, 0);
     weft_cond_fini(&b.c);
@@ -148,12 +134,12 @@ test_broadcast_wakes_all(void **state)
     static struct box b = {WEFT_MUTEX_INIT, WEFT_COND_INIT, 0, 0};
     weft_thread_t *t[4];
     for (int i = 0; i < 4; i++) {
-        t[i] = start(consume_wait_for, &b);
+        t[i] = wt_start(consume_wait_for, &b);
     }
     weft_sleep_for(5 * WEFT_MSEC);
     give(&b, 4, true);
     for (int i = 0; i < 4; i++) {
-        join(t[i]);
+        wt_join(t[i]);
     }
     assert_int_equal(b.tokens, 0);
     assert_int_equal(atomic_load(&b.done), 4);
@@ -209,17 +195,17 @@ test_timed_out_waiter_passes_signal(void **state)
     for (int round = 0; round < 20; round++) {
         struct box b = {WEFT_MUTEX_INIT, WEFT_COND_INIT, 0, 0};
         struct timed tw = {&b, 2 * WEFT_MSEC, 1};
-        weft_thread_t *tt = start(consume_timed, &tw);
-        weft_thread_t *tf = start(consume_wait, &b);
+        weft_thread_t *tt = wt_start(consume_timed, &tw);
+        weft_thread_t *tf = wt_start(consume_wait, &b);
         weft_sleep_for((round % 4) * WEFT_MSEC);
         give(&b, 1, false);
-        join(tt);
+        wt_join(tt);
         if (tw.rc == WEFT_OK) {
             give(&b, 1, false);
         } else {
             assert_int_equal(tw.rc, WEFT_ETIMEDOUT);
         }
-        join(tf); /* hangs (ctest timeout) if the signal was lost */
+        wt_join(tf); /* hangs (ctest timeout) if the signal was lost */
         assert_int_equal(b.tokens, 0);
         weft_cond_fini(&b.c);
         weft_mutex_fini(&b.m);

@@ -5,20 +5,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 static void
 test_set_clear_is_set(void **state)
 {
@@ -101,7 +87,7 @@ test_set_wakes_every_waiter(void **state)
         /* Two wait forever, two with a far deadline. */
         weft_time_t dl = i % 2 ? WEFT_FOREVER : weft_deadline_in(WEFT_SEC * 60);
         w[i] = (struct waiter){&e, dl, 1, 0, 0};
-        t[i] = start(waiter_thread, &w[i]);
+        t[i] = wt_start(waiter_thread, &w[i]);
     }
     weft_sleep_for(5 * WEFT_MSEC);
     for (int i = 0; i < 4; i++) {
@@ -110,7 +96,7 @@ test_set_wakes_every_waiter(void **state)
     payload = 42;
     weft_event_set(&e);
     for (int i = 0; i < 4; i++) {
-        join(t[i]);
+        wt_join(t[i]);
         assert_int_equal(w[i].rc, WEFT_OK);
         assert_int_equal(w[i].payload_seen, 42);
     }
@@ -125,21 +111,21 @@ test_waiters_block_again_after_clear(void **state)
     weft_event_set(&e);
     weft_event_clear(&e);
     struct waiter w = {&e, WEFT_FOREVER, 1, 0, 0};
-    weft_thread_t *t = start(waiter_thread, &w);
+    weft_thread_t *t = wt_start(waiter_thread, &w);
     weft_sleep_for(5 * WEFT_MSEC);
     assert_int_equal(atomic_load(&w.done), 0);
     weft_event_set(&e);
-    join(t);
+    wt_join(t);
     assert_int_equal(w.rc, WEFT_OK);
     /* A timed-out waiter leaves nothing that breaks later waits. */
     weft_event_clear(&e);
     assert_int_equal(weft_event_wait_until(&e, weft_deadline_in(WEFT_MSEC)),
                      WEFT_ETIMEDOUT);
     w = (struct waiter){&e, WEFT_FOREVER, 1, 0, 0};
-    t = start(waiter_thread, &w);
+    t = wt_start(waiter_thread, &w);
     weft_sleep_for(2 * WEFT_MSEC);
     weft_event_set(&e);
-    join(t);
+    wt_join(t);
     assert_int_equal(w.rc, WEFT_OK);
     weft_event_fini(&e);
 }

@@ -78,20 +78,6 @@ live(void)
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 static weft_future_t *
 promise(void)
 {
@@ -539,7 +525,7 @@ test_dtor_on_releasing_thread(void **state)
     atomic_store(&dtor_thread, 0);
     weft_future_t *f = promise();
     assert_int_equal(weft_promise_set_result(f, &value_a, count_dtor), WEFT_OK);
-    join(start(release_it, f));
+    wt_join(wt_start(release_it, f));
     assert_int_equal(atomic_load(&dtor_calls), 1);
     assert_int_not_equal(atomic_load(&dtor_thread), 0);
     assert_int_not_equal(atomic_load(&dtor_thread), weft__self_id());
@@ -629,14 +615,14 @@ run_waiters(unsigned spurious)
     weft_thread_t *t[N];
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){f, i % 3, -100, NULL};
-        t[i] = start(waiter_main, &w[i]);
+        t[i] = wt_start(waiter_main, &w[i]);
     }
     await_waiter(f);
     weft_thread_yield();
     assert_false(weft_future_done(f));
     assert_int_equal(weft_promise_set_result(f, &value_a, NULL), WEFT_OK);
     for (int i = 0; i < N; i++) {
-        join(t[i]);
+        wt_join(t[i]);
         assert_int_equal(w[i].rc, WEFT_OK);
         assert_ptr_equal(w[i].value, &value_a);
     }
@@ -664,10 +650,10 @@ test_take_from_another_thread(void **state)
     (void)state;
     weft_future_t *f = promise();
     struct waiter w = {f, 3, -100, NULL};
-    weft_thread_t *t = start(waiter_main, &w);
+    weft_thread_t *t = wt_start(waiter_main, &w);
     await_waiter(f);
     assert_int_equal(weft_promise_set_result(f, &value_b, NULL), WEFT_OK);
-    join(t);
+    wt_join(t);
     assert_int_equal(w.rc, WEFT_OK);
     assert_ptr_equal(w.value, &value_b);
     void *v = NULL;
@@ -724,20 +710,20 @@ test_wait_cancelled(void **state)
         assert_int_equal(weft_cq_create(&cq), WEFT_OK);
         assert_int_equal(weft_cq_add(cq, f), WEFT_OK);
         struct cancelled_wait c = {WEFT__CANCEL_INIT, f, cq, which, -100};
-        weft_thread_t *t = start(cancelled_main, &c);
+        weft_thread_t *t = wt_start(cancelled_main, &c);
         /* Wait until the thread sleeps under its token. */
         while (atomic_load(&c.tok.parked_on) == NULL) {
             weft_thread_yield();
         }
         weft__cancel_fire(&c.tok);
-        join(t);
+        wt_join(t);
         assert_int_equal(c.rc, WEFT_ECANCELED);
         assert_int_equal(weft_future_state(f), WEFT_FUTURE_PENDING);
         /* A cancelled task still sees a finished future as finished. */
         assert_int_equal(weft_promise_set_result(f, &value_a, NULL), WEFT_OK);
         c.rc = -100;
-        t = start(cancelled_main, &c);
-        join(t);
+        t = wt_start(cancelled_main, &c);
+        wt_join(t);
         assert_int_equal(c.rc, WEFT_OK);
         weft_cq_destroy(cq);
         weft_future_release(f);
@@ -813,10 +799,10 @@ test_wait_on_itself(void **state)
     assert_int_equal(idx, 99);
     /* Another thread may wait for it. */
     struct waiter w = {f, 1, -100, NULL};
-    weft_thread_t *t = start(waiter_main, &w);
+    weft_thread_t *t = wt_start(waiter_main, &w);
     await_waiter(f);
     assert_true(weft__future_finish(f, WEFT_OK, &value_b, NULL, NULL));
-    join(t);
+    wt_join(t);
     assert_int_equal(w.rc, WEFT_OK);
     assert_ptr_equal(w.value, &value_b);
     assert_int_equal(weft_future_wait(f), WEFT_OK);
@@ -938,7 +924,7 @@ test_on_done_order_and_thread(void **state)
     }
     assert_int_equal(atomic_load(&log.n), 0);
     struct finisher fin = {f, 0};
-    join(start(finisher_main, &fin));
+    wt_join(wt_start(finisher_main, &fin));
     assert_int_equal(atomic_load(&log.n), 5);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(log.order[i], i);
@@ -1145,26 +1131,26 @@ test_wait_many_blocks(void **state)
     long base = live();
     weft_future_t *fs[3] = {promise(), promise(), promise()};
     struct many_waiter m = {fs, 3, WEFT_FIRST_COMPLETED, -100, 99, NULL};
-    weft_thread_t *t = start(many_main, &m);
+    weft_thread_t *t = wt_start(many_main, &m);
     await_registered(fs[2]);
     assert_int_equal(weft_promise_set_result(fs[2], NULL, NULL), WEFT_OK);
-    join(t);
+    wt_join(t);
     assert_int_equal(m.rc, WEFT_OK);
     assert_int_equal(m.idx, 2);
 
     m = (struct many_waiter){fs, 3, WEFT_FIRST_EXCEPTION, -100, 99, NULL};
-    t = start(many_main, &m);
+    t = wt_start(many_main, &m);
     await_registered(fs[1]);
     assert_int_equal(weft_promise_set_failure(fs[1], WEFT_EIO, "x"), WEFT_OK);
-    join(t);
+    wt_join(t);
     assert_int_equal(m.rc, WEFT_OK);
     assert_int_equal(m.idx, 1);
 
     m = (struct many_waiter){fs, 3, WEFT_ALL_COMPLETED, -100, 99, NULL};
-    t = start(many_main, &m);
+    t = wt_start(many_main, &m);
     await_registered(fs[0]);
     assert_int_equal(weft_promise_set_result(fs[0], NULL, NULL), WEFT_OK);
-    join(t);
+    wt_join(t);
     assert_int_equal(m.rc, WEFT_OK);
     assert_int_equal(m.idx, 2);
     for (int i = 0; i < 3; i++) {
@@ -1179,11 +1165,11 @@ test_wait_many_first_exception_all_ok(void **state)
     (void)state;
     weft_future_t *fs[2] = {promise(), promise()};
     struct many_waiter m = {fs, 2, WEFT_FIRST_EXCEPTION, -100, 99, NULL};
-    weft_thread_t *t = start(many_main, &m);
+    weft_thread_t *t = wt_start(many_main, &m);
     await_registered(fs[1]);
     assert_int_equal(weft_promise_set_result(fs[1], NULL, NULL), WEFT_OK);
     assert_int_equal(weft_promise_set_result(fs[0], NULL, NULL), WEFT_OK);
-    join(t);
+    wt_join(t);
     assert_int_equal(m.rc, WEFT_OK);
     assert_int_equal(m.idx, 1);
     weft_future_release(fs[0]);
@@ -1351,7 +1337,7 @@ test_cq_consumers_block(void **state)
     weft_thread_t *t[C];
     for (int i = 0; i < C; i++) {
         c[i] = (struct consumer){cq, 0, 0, 0};
-        t[i] = start(consumer_main, &c[i]);
+        t[i] = wt_start(consumer_main, &c[i]);
     }
     for (int i = 0; i < N; i++) {
         weft_sleep_for(WEFT_MSEC);
@@ -1359,7 +1345,7 @@ test_cq_consumers_block(void **state)
     }
     int got = 0;
     for (int i = 0; i < C; i++) {
-        join(t[i]);
+        wt_join(t[i]);
         got += c[i].got;
         /* Every consumer learns that nothing is pending any more. */
         assert_int_equal(c[i].closed, 1);
@@ -1396,7 +1382,7 @@ test_cq_destroy_with_pending(void **state)
     assert_int_equal(weft_promise_set_result(a, NULL, NULL), WEFT_OK);
     assert_int_equal(refs_of(a), 1);
     struct finisher fin = {b, 0};
-    join(start(finisher_main, &fin));
+    wt_join(wt_start(finisher_main, &fin));
     assert_int_equal(refs_of(b), 1);
     weft_future_release(a);
     weft_future_release(b);

@@ -6,22 +6,6 @@
 
 #include "mutex_impl.h"
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void *
-join(weft_thread_t *t)
-{
-    void *r = NULL;
-    assert_int_equal(weft_thread_join(t, &r), WEFT_OK);
-    return r;
-}
-
 static uint32_t
 state_of(weft_mutex_t *m)
 {
@@ -98,7 +82,7 @@ test_try_lock_other_thread(void **state)
     (void)state;
     weft_mutex_t m = WEFT_MUTEX_INIT;
     assert_int_equal(weft_mutex_lock(&m), WEFT_OK);
-    assert_non_null(join(start(try_lock_other, &m)));
+    assert_non_null(wt_join(wt_start(try_lock_other, &m)));
     weft_mutex_unlock(&m);
 }
 
@@ -142,7 +126,7 @@ test_lock_until_times_out(void **state)
     weft_mutex_t m = WEFT_MUTEX_INIT;
     assert_int_equal(weft_mutex_lock(&m), WEFT_OK);
     struct timed t = {&m, 20 * WEFT_MSEC, 1, 0};
-    join(start(lock_until_thread, &t));
+    wt_join(wt_start(lock_until_thread, &t));
     assert_int_equal(t.rc, WEFT_ETIMEDOUT);
     assert_true(t.elapsed >= 20 * WEFT_MSEC);
     assert_true(weft_mutex_is_held(&m));
@@ -160,10 +144,10 @@ test_lock_until_succeeds_when_released(void **state)
     weft_mutex_t m = WEFT_MUTEX_INIT;
     assert_int_equal(weft_mutex_lock(&m), WEFT_OK);
     struct timed t = {&m, 10 * WEFT_SEC, 1, 0};
-    weft_thread_t *th = start(lock_until_thread, &t);
+    weft_thread_t *th = wt_start(lock_until_thread, &t);
     wait_contended(&m);
     weft_mutex_unlock(&m);
-    join(th);
+    wt_join(th);
     assert_int_equal(t.rc, WEFT_OK);
     weft_mutex_fini(&m);
 }
@@ -192,11 +176,11 @@ test_blocking_lock_wakes(void **state)
     (void)state;
     struct counter c = {WEFT_MUTEX_INIT, 0, 1};
     assert_int_equal(weft_mutex_lock(&c.m), WEFT_OK);
-    weft_thread_t *t = start(add_thread, &c);
+    weft_thread_t *t = wt_start(add_thread, &c);
     wait_contended(&c.m);
     assert_int_equal(c.value, 0);
     weft_mutex_unlock(&c.m);
-    join(t);
+    wt_join(t);
     assert_int_equal(c.value, 1);
     weft_mutex_fini(&c.m);
 }
@@ -208,10 +192,10 @@ test_mutual_exclusion(void **state)
     static struct counter c = {WEFT_MUTEX_INIT, 0, 20000};
     weft_thread_t *t[4];
     for (int i = 0; i < 4; i++) {
-        t[i] = start(add_thread, &c);
+        t[i] = wt_start(add_thread, &c);
     }
     for (int i = 0; i < 4; i++) {
-        join(t[i]);
+        wt_join(t[i]);
     }
     assert_int_equal(c.value, 4 * 20000);
     weft_mutex_fini(&c.m);
@@ -226,14 +210,14 @@ test_timed_out_waiter_passes_wakeup(void **state)
         struct counter c = {WEFT_MUTEX_INIT, 0, 1};
         assert_int_equal(weft_mutex_lock(&c.m), WEFT_OK);
         struct timed t = {&c.m, 2 * WEFT_MSEC, 1, 0};
-        weft_thread_t *blocked = start(add_thread, &c);
-        weft_thread_t *timed = start(lock_until_thread, &t);
+        weft_thread_t *blocked = wt_start(add_thread, &c);
+        weft_thread_t *timed = wt_start(lock_until_thread, &t);
         wait_contended(&c.m);
         /* Unlock close to the timed waiter's deadline. */
         weft_sleep_for((round % 4) * WEFT_MSEC);
         weft_mutex_unlock(&c.m);
-        join(timed);
-        join(blocked); /* hangs (ctest timeout) if its wake-up was lost */
+        wt_join(timed);
+        wt_join(blocked); /* hangs (ctest timeout) if its wake-up was lost */
         assert_int_equal(c.value, 1);
         assert_true(t.rc == WEFT_OK || t.rc == WEFT_ETIMEDOUT);
         weft_mutex_fini(&c.m);
@@ -252,7 +236,7 @@ test_is_held_other_thread(void **state)
     (void)state;
     weft_mutex_t m = WEFT_MUTEX_INIT;
     assert_int_equal(weft_mutex_lock(&m), WEFT_OK);
-    assert_null(join(start(is_held_other, &m)));
+    assert_null(wt_join(wt_start(is_held_other, &m)));
     weft_mutex_unlock(&m);
 }
 

@@ -54,20 +54,6 @@ mk(weft_queue_order_t order, size_t cap, size_t es)
     return mk_cmp(order, cap, es, cmp_u64);
 }
 
-static void
-put_u64(weft_queue_t *q, uint64_t v)
-{
-    assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
-}
-
-static uint64_t
-get_u64(weft_queue_t *q)
-{
-    uint64_t v = 0;
-    assert_int_equal(weft_queue_get(q, &v), WEFT_OK);
-    return v;
-}
-
 typedef struct kind {
     const char *name;
     weft_queue_order_t order;
@@ -197,13 +183,13 @@ test_snapshots(void **state)
         assert_true(weft_queue_empty(q));
         for (uint64_t i = 0; i < 8; i++) {
             assert_int_equal(weft_queue_size(q), i);
-            put_u64(q, i);
+            wt_put_u64(q, i);
             assert_false(weft_queue_empty(q));
         }
         assert_int_equal(weft_queue_size(q), 8);
         /* Only the bounded ones are full; unbounded never is. */
         assert_true(weft_queue_full(q) == (kinds[k].cap == 8));
-        (void)get_u64(q);
+        (void)wt_get_u64(q);
         assert_int_equal(weft_queue_size(q), 7);
         assert_false(weft_queue_full(q));
         assert_int_equal(weft_queue_elem_size(q), 8);
@@ -226,10 +212,10 @@ test_fifo_order(void **state)
         uint64_t next_get = 0;
         for (int round = 0; round < 100; round++) {
             for (int i = 0; i < 1 + round % 5; i++) {
-                put_u64(qs[k], next_put++);
+                wt_put_u64(qs[k], next_put++);
             }
             while (next_get < next_put) {
-                assert_int_equal(get_u64(qs[k]), next_get++);
+                assert_int_equal(wt_get_u64(qs[k]), next_get++);
             }
         }
         weft_queue_destroy(qs[k]);
@@ -244,14 +230,14 @@ test_lifo_order(void **state)
     for (int k = 0; k < 2; k++) {
         weft_queue_t *q = mk(WEFT_QUEUE_LIFO, caps[k], 8);
         for (uint64_t i = 0; i < 100; i++) {
-            put_u64(q, i);
+            wt_put_u64(q, i);
         }
         for (uint64_t i = 100; i-- > 50;) {
-            assert_int_equal(get_u64(q), i);
+            assert_int_equal(wt_get_u64(q), i);
         }
-        put_u64(q, 1000);
-        assert_int_equal(get_u64(q), 1000);
-        assert_int_equal(get_u64(q), 49);
+        wt_put_u64(q, 1000);
+        assert_int_equal(wt_get_u64(q), 1000);
+        assert_int_equal(wt_get_u64(q), 49);
         weft_queue_destroy(q);
     }
 }
@@ -271,11 +257,11 @@ check_priority(size_t cap, void *ctx)
     uint64_t prev = ctx != NULL ? UINT64_MAX : 0;
     for (int round = 0; round < 20; round++) {
         for (int i = 0; i < 50; i++) {
-            put_u64(q, wt_rand(&rs) % 100); /* many equal keys */
+            wt_put_u64(q, wt_rand(&rs) % 100); /* many equal keys */
         }
         prev = ctx != NULL ? UINT64_MAX : 0;
         for (int i = 0; i < 40; i++) {
-            uint64_t v = get_u64(q);
+            uint64_t v = wt_get_u64(q);
             assert_true(ctx != NULL ? v <= prev : v >= prev);
             prev = v;
         }
@@ -409,15 +395,16 @@ test_unbounded_grows(void **state)
         weft_queue_t *q = mk(kinds[k].order, kinds[k].cap, 8);
         const uint64_t n = 100000;
         /* FIFO: start mid-buffer so growth has to unwrap the items. */
-        put_u64(q, 0);
-        (void)get_u64(q);
+        wt_put_u64(q, 0);
+        (void)wt_get_u64(q);
         for (uint64_t i = 0; i < n; i++) {
-            put_u64(q, kinds[k].order == WEFT_QUEUE_PRIORITY ? n - 1 - i : i);
+            wt_put_u64(q,
+                       kinds[k].order == WEFT_QUEUE_PRIORITY ? n - 1 - i : i);
         }
         assert_int_equal(weft_queue_size(q), n);
         for (uint64_t i = 0; i < n; i++) {
             uint64_t want = kinds[k].order == WEFT_QUEUE_LIFO ? n - 1 - i : i;
-            assert_int_equal(get_u64(q), want);
+            assert_int_equal(wt_get_u64(q), want);
         }
         weft_queue_destroy(q);
     }
@@ -480,7 +467,7 @@ test_until_timeouts(void **state)
         assert_int_equal(weft_queue_get_many(q, &v, 1, &got, 0), WEFT_EAGAIN);
         if (kinds[k].cap != WEFT_QUEUE_UNBOUNDED) {
             for (size_t i = 0; i < kinds[k].cap; i++) {
-                put_u64(q, i);
+                wt_put_u64(q, i);
             }
             t0 = weft_now();
             assert_int_equal(weft_queue_put_until(q, &v, t0 + wait),
@@ -495,7 +482,7 @@ test_until_timeouts(void **state)
         }
         /* With something there, _until returns at once. */
         if (kinds[k].cap == WEFT_QUEUE_UNBOUNDED) {
-            put_u64(q, 1);
+            wt_put_u64(q, 1);
         }
         assert_int_equal(weft_queue_get_until(q, &v, WEFT_FOREVER), WEFT_OK);
         assert_int_equal(weft_queue_put_until(q, &v, 0), WEFT_OK);
@@ -510,7 +497,7 @@ test_close(void **state)
     for (size_t k = 0; k < N_KINDS; k++) {
         weft_queue_t *q = mk(kinds[k].order, kinds[k].cap, 8);
         for (uint64_t i = 0; i < 5; i++) {
-            put_u64(q, i);
+            wt_put_u64(q, i);
         }
         assert_false(weft_queue_is_closed(q));
         weft_queue_close(q);
@@ -624,7 +611,7 @@ test_ring_batch_wraps(void **state)
             assert_int_equal(out[i], next_get++);
         }
         while (weft_queue_size(q) > 0) {
-            assert_int_equal(get_u64(q), next_get++);
+            assert_int_equal(wt_get_u64(q), next_get++);
         }
     }
     assert_int_equal(next_get, next_put);
@@ -643,7 +630,7 @@ test_task_done_join(void **state)
         assert_int_equal(weft_queue_join(q), WEFT_OK); /* nothing put */
         assert_int_equal(weft_queue_task_done(q), WEFT_ERANGE);
         for (uint64_t i = 0; i < 3; i++) {
-            put_u64(q, i);
+            wt_put_u64(q, i);
         }
         weft_time_t t0 = weft_now();
         assert_int_equal(weft_queue_join_until(q, t0 + 20 * WEFT_MSEC),
@@ -652,7 +639,7 @@ test_task_done_join(void **state)
         assert_int_equal(weft_queue_join_until(q, 0), WEFT_ETIMEDOUT);
         /* task_done counts against puts, taken or not (as in Python). */
         for (int i = 0; i < 3; i++) {
-            (void)get_u64(q);
+            (void)wt_get_u64(q);
             assert_int_equal(weft_queue_task_done(q), WEFT_OK);
         }
         assert_int_equal(weft_queue_task_done(q), WEFT_ERANGE);
@@ -705,13 +692,13 @@ test_drop_leftovers(void **state)
         assert_int_equal(weft_queue_create(&o, &q), WEFT_OK);
         /* Move the ring's head off zero so the leftovers wrap. */
         for (uint64_t i = 0; i < 6; i++) {
-            put_u64(q, 60);
-            (void)get_u64(q);
+            wt_put_u64(q, 60);
+            (void)wt_get_u64(q);
         }
         for (uint64_t i = 0; i < 8; i++) {
-            put_u64(q, i);
+            wt_put_u64(q, i);
         }
-        (void)get_u64(q);
+        (void)wt_get_u64(q);
         assert_int_equal(d.calls, 0); /* gets do not drop */
         weft_queue_destroy(q);
         assert_int_equal(d.calls, 7);

@@ -10,17 +10,6 @@
 
 #include "queue_impl.h"
 
-static int
-cmp_u64(const void *a, const void *b, void *ctx)
-{
-    (void)ctx;
-    uint64_t x;
-    uint64_t y;
-    memcpy(&x, a, sizeof(x));
-    memcpy(&y, b, sizeof(y));
-    return (x > y) - (x < y);
-}
-
 typedef struct kind {
     weft_queue_order_t order;
     size_t cap;
@@ -36,28 +25,7 @@ static const kind_t kinds[] = {
 static weft_queue_t *
 mk(const kind_t *k)
 {
-    weft_queue_opts_t o = WEFT_QUEUE_OPTS_INIT;
-    o.order = k->order;
-    o.capacity = k->cap;
-    o.elem_size = sizeof(uint64_t);
-    o.cmp = cmp_u64;
-    weft_queue_t *q = NULL;
-    assert_int_equal(weft_queue_create(&o, &q), WEFT_OK);
-    return q;
-}
-
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join_thread(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
+    return wt_queue_u64(k->order, k->cap);
 }
 
 /* Wait until n threads are inside the wait of w (counted by its
@@ -136,11 +104,11 @@ run_get_wakes_on_put(void)
     for (size_t k = 0; k < N_KINDS; k++) {
         weft_queue_t *q = mk(&kinds[k]);
         call_t c = {.q = q, .rc = 99};
-        weft_thread_t *t = start(do_get, &c);
+        weft_thread_t *t = wt_start(do_get, &c);
         wait_blocked(&q->not_empty, 1);
         uint64_t v = 42;
         assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
-        join_thread(t);
+        wt_join(t);
         assert_int_equal(c.rc, WEFT_OK);
         assert_int_equal(c.item, 42);
         weft_queue_destroy(q);
@@ -164,12 +132,12 @@ run_put_wakes_on_get(void)
         weft_queue_t *q = mk(&kinds[k]);
         fill(q);
         call_t c = {.q = q, .item = 7, .rc = 99};
-        weft_thread_t *t = start(do_put, &c);
+        weft_thread_t *t = wt_start(do_put, &c);
         wait_blocked(&q->not_full, 1);
         assert_int_equal(c.rc, 99); /* still blocked */
         uint64_t v;
         assert_int_equal(weft_queue_get(q, &v), WEFT_OK);
-        join_thread(t);
+        wt_join(t);
         assert_int_equal(c.rc, WEFT_OK);
         assert_int_equal(weft_queue_size(q), kinds[k].cap);
         weft_queue_destroy(q);
@@ -200,9 +168,9 @@ run_close_wakes_all(void)
         }
         for (int i = 0; i < N; i++) {
             gets[i] = (call_t){.q = getq, .rc = 99};
-            tg[i] = start(do_get, &gets[i]);
+            tg[i] = wt_start(do_get, &gets[i]);
             puts[i] = (call_t){.q = putq, .rc = 99};
-            tp[i] = bounded ? start(do_put, &puts[i]) : NULL;
+            tp[i] = bounded ? wt_start(do_put, &puts[i]) : NULL;
         }
         wait_blocked(&getq->not_empty, N);
         if (bounded) {
@@ -211,10 +179,10 @@ run_close_wakes_all(void)
         weft_queue_close(getq);
         weft_queue_close(putq);
         for (int i = 0; i < N; i++) {
-            join_thread(tg[i]);
+            wt_join(tg[i]);
             assert_int_equal(gets[i].rc, WEFT_ECLOSED);
             if (bounded) {
-                join_thread(tp[i]);
+                wt_join(tp[i]);
                 assert_int_equal(puts[i].rc, WEFT_ECLOSED);
             }
         }
@@ -237,24 +205,24 @@ run_batches_block(void)
         weft_queue_t *q = mk(&kinds[k]);
         /* get_many waits for the first item, then takes what is there. */
         call_t c = {.q = q, .rc = 99};
-        weft_thread_t *t = start(do_get_many, &c);
+        weft_thread_t *t = wt_start(do_get_many, &c);
         wait_blocked(&q->not_empty, 1);
         uint64_t v = 5;
         assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
-        join_thread(t);
+        wt_join(t);
         assert_int_equal(c.rc, WEFT_OK);
         assert_int_equal(c.n, 1);
         assert_int_equal(c.items[0], 5);
         if (kinds[k].cap != WEFT_QUEUE_UNBOUNDED) {
             /* put_many of 4 into 2 free slots waits for room twice. */
             call_t p = {.q = q, .items = {1, 2, 3, 4}, .rc = 99};
-            t = start(do_put_many, &p);
+            t = wt_start(do_put_many, &p);
             uint64_t sum = 0;
             for (int i = 0; i < 4; i++) {
                 assert_int_equal(weft_queue_get(q, &v), WEFT_OK);
                 sum += v;
             }
-            join_thread(t);
+            wt_join(t);
             assert_int_equal(p.rc, WEFT_OK);
             assert_int_equal(p.n, 4);
             assert_int_equal(sum, 10);
@@ -279,7 +247,7 @@ run_join_waits(void)
         assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
         assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
         call_t c = {.q = q, .rc = 99};
-        weft_thread_t *t = start(do_join, &c);
+        weft_thread_t *t = wt_start(do_join, &c);
         wait_blocked(&q->all_done, 1);
         assert_int_equal(weft_queue_get(q, &v), WEFT_OK);
         assert_int_equal(weft_queue_task_done(q), WEFT_OK);
@@ -287,7 +255,7 @@ run_join_waits(void)
         assert_int_equal(c.rc, 99); /* one item still unfinished */
         assert_int_equal(weft_queue_get(q, &v), WEFT_OK);
         assert_int_equal(weft_queue_task_done(q), WEFT_OK);
-        join_thread(t);
+        wt_join(t);
         assert_int_equal(c.rc, WEFT_OK);
         weft_queue_destroy(q);
     }
@@ -351,13 +319,13 @@ test_close_waits_for_inflight_put(void **state)
     assert_int_equal(weft_queue_size(q), 1);
     assert_int_equal(weft_queue_put(q, &v), WEFT_ECLOSED); /* no new claim */
     call_t c = {.q = q, .rc = 99};
-    weft_thread_t *t = start(do_get, &c);
+    weft_thread_t *t = wt_start(do_get, &c);
     wait_blocked(&q->not_empty, 1);
     assert_int_equal(c.rc, 99);
     publish_slot_zero(q, 77);
     weft_queue_close(q); /* idempotent; its wake-all stands in for the
                           * producer's notify */
-    join_thread(t);
+    wt_join(t);
     assert_int_equal(c.rc, WEFT_OK);
     assert_int_equal(c.item, 77);
     assert_int_equal(weft_queue_get(q, &v), WEFT_ECLOSED);

@@ -6,22 +6,6 @@
 
 #include "rlock_impl.h"
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void *
-join(weft_thread_t *t)
-{
-    void *r = NULL;
-    assert_int_equal(weft_thread_join(t, &r), WEFT_OK);
-    return r;
-}
-
 static void
 wait_contended(weft_rlock_t *r)
 {
@@ -96,7 +80,7 @@ test_other_thread_is_excluded(void **state)
     assert_int_equal(weft_rlock_acquire(&r), WEFT_OK);
     assert_int_equal(weft_rlock_acquire(&r), WEFT_OK);
     struct other o = {&r, 1, 1, 1, 99};
-    join(start(other_thread, &o));
+    wt_join(wt_start(other_thread, &o));
     assert_int_equal(o.depth, 0);
     assert_int_equal(o.release_rc, WEFT_EPERM);
     assert_int_equal(o.try_rc, WEFT_EAGAIN);
@@ -134,14 +118,14 @@ test_blocked_acquire_wakes_after_last_release(void **state)
     assert_int_equal(weft_rlock_acquire(&r), WEFT_OK);
     assert_int_equal(weft_rlock_acquire(&r), WEFT_OK);
     struct blocked b = {&r, 1, 0};
-    weft_thread_t *t = start(blocked_thread, &b);
+    weft_thread_t *t = wt_start(blocked_thread, &b);
     wait_contended(&r);
     assert_int_equal(weft_rlock_release(&r), WEFT_OK);
     /* Still held once: the waiter must not get it yet. */
     weft_sleep_for(5 * WEFT_MSEC);
     assert_int_equal(b.rc, 1);
     assert_int_equal(weft_rlock_release(&r), WEFT_OK);
-    join(t);
+    wt_join(t);
     assert_int_equal(b.rc, WEFT_OK);
     assert_int_equal(b.depth, 1);
     weft_rlock_fini(&r);
@@ -195,10 +179,10 @@ test_mutual_exclusion(void **state)
     static struct counter c = {WEFT_RLOCK_INIT, 0};
     weft_thread_t *t[4];
     for (int i = 0; i < 4; i++) {
-        t[i] = start(add_nested, &c);
+        t[i] = wt_start(add_nested, &c);
     }
     for (int i = 0; i < 4; i++) {
-        join(t[i]);
+        wt_join(t[i]);
     }
     assert_int_equal(c.value, 4 * 2 * 10000);
     weft_rlock_fini(&c.r);

@@ -24,17 +24,6 @@
 #define PROMPT (2 * WEFT_SEC)
 #define NOT_SET ((size_t)777)
 
-static int
-cmp_u64(const void *a, const void *b, void *ctx)
-{
-    (void)ctx;
-    uint64_t x;
-    uint64_t y;
-    memcpy(&x, a, sizeof(x));
-    memcpy(&y, b, sizeof(y));
-    return (x > y) - (x < y);
-}
-
 typedef struct kind {
     weft_queue_order_t order;
     size_t cap;
@@ -52,14 +41,7 @@ static const kind_t kinds[] = {
 static weft_queue_t *
 mk(const kind_t *k)
 {
-    weft_queue_opts_t o = WEFT_QUEUE_OPTS_INIT;
-    o.order = k->order;
-    o.capacity = k->cap;
-    o.elem_size = sizeof(uint64_t);
-    o.cmp = cmp_u64;
-    weft_queue_t *q = NULL;
-    assert_int_equal(weft_queue_create(&o, &q), WEFT_OK);
-    return q;
+    return wt_queue_u64(k->order, k->cap);
 }
 
 static weft_queue_t *
@@ -67,20 +49,6 @@ mk_fifo(size_t cap)
 {
     kind_t k = {WEFT_QUEUE_FIFO, cap};
     return mk(&k);
-}
-
-static void
-put_u64(weft_queue_t *q, uint64_t v)
-{
-    assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
-}
-
-static uint64_t
-get_u64(weft_queue_t *q)
-{
-    uint64_t v = 0;
-    assert_int_equal(weft_queue_get(q, &v), WEFT_OK);
-    return v;
 }
 
 static uint32_t
@@ -101,27 +69,13 @@ await_watchers(const weft__qwait_t *w, uint32_t n)
     assert_int_equal(watchers(w), n);
 }
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join_thread(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 /* Join t, which a wake-up sent at `since` should have ended at once. A lost
  * wake-up would end it only at its far deadline, whose last try then finds
  * what it waited for: hence the time check. */
 static void
 join_prompt(weft_thread_t *t, weft_time_t since)
 {
-    join_thread(t);
+    wt_join(t);
     weft_time_t took = weft_now() - since;
     if (took > PROMPT) {
         fail_msg("woken after %lld ms (lost wake-up?)",
@@ -140,7 +94,7 @@ test_get_from_the_ready_queue(void **state)
         weft_queue_t *q[3] = {mk(&kinds[k]), mk(&kinds[(k + 1) % N_KINDS]),
                               mk(&kinds[(k + 2) % N_KINDS])};
         for (size_t ready = 0; ready < 3; ready++) {
-            put_u64(q[ready], 100 + ready);
+            wt_put_u64(q[ready], 100 + ready);
             uint64_t out[3] = {0, 0, 0};
             weft_select_case_t c[3];
             for (size_t i = 0; i < 3; i++) {
@@ -154,7 +108,7 @@ test_get_from_the_ready_queue(void **state)
                 assert_int_equal(weft_queue_size(q[i]), 0);
             }
             /* The try form too. */
-            put_u64(q[ready], 200 + ready);
+            wt_put_u64(q[ready], 200 + ready);
             out[ready] = 0;
             idx = NOT_SET;
             assert_int_equal(weft_try_select(c, 3, &idx), WEFT_OK);
@@ -177,11 +131,11 @@ test_put_where_there_is_room(void **state)
         }
         weft_queue_t *q[3] = {mk(&kinds[k]), mk(&kinds[k]), mk(&kinds[k])};
         for (size_t i = 0; i < 3; i++) { /* fill all: cap 2 */
-            put_u64(q[i], 1);
-            put_u64(q[i], 2);
+            wt_put_u64(q[i], 1);
+            wt_put_u64(q[i], 2);
         }
         for (size_t room = 0; room < 3; room++) {
-            uint64_t taken = get_u64(q[room]);
+            uint64_t taken = wt_get_u64(q[room]);
             uint64_t in[3] = {10, 11, 12};
             weft_select_case_t c[3];
             for (size_t i = 0; i < 3; i++) {
@@ -196,13 +150,13 @@ test_put_where_there_is_room(void **state)
             }
             assert_int_equal(weft_try_select(c, 3, &idx), WEFT_EAGAIN);
             /* The new item and the old one left; then {1,2} again. */
-            uint64_t a = get_u64(q[room]);
-            uint64_t b = get_u64(q[room]);
+            uint64_t a = wt_get_u64(q[room]);
+            uint64_t b = wt_get_u64(q[room]);
             uint64_t kept = 3 - taken; /* of the old items 1 and 2 */
             assert_true((a == 10 + room && b == kept) ||
                         (b == 10 + room && a == kept));
-            put_u64(q[room], 1);
-            put_u64(q[room], 2);
+            wt_put_u64(q[room], 1);
+            wt_put_u64(q[room], 2);
         }
         for (size_t i = 0; i < 3; i++) {
             weft_queue_destroy(q[i]);
@@ -216,7 +170,7 @@ test_try_select_eagain(void **state)
     (void)state;
     weft_queue_t *a = mk_fifo(4);
     weft_queue_t *b = mk_fifo(1);
-    put_u64(b, 5); /* b full: its PUT case cannot proceed */
+    wt_put_u64(b, 5); /* b full: its PUT case cannot proceed */
     uint64_t out = 0;
     uint64_t in = 9;
     weft_select_case_t c[2] = {{a, WEFT_SELECT_GET, &out},
@@ -271,7 +225,7 @@ test_closed_queue_fires(void **state)
     for (size_t k = 0; k < N_KINDS; k++) {
         weft_queue_t *open_q = mk(&kinds[k]);
         weft_queue_t *closed = mk(&kinds[k]);
-        put_u64(closed, 42);
+        wt_put_u64(closed, 42);
         weft_queue_close(closed);
         uint64_t out = 0;
         weft_select_case_t c[2] = {{open_q, WEFT_SELECT_GET, &out},
@@ -330,7 +284,7 @@ test_bad_arguments(void **state)
 {
     (void)state;
     weft_queue_t *q = mk_fifo(4);
-    put_u64(q, 1);
+    wt_put_u64(q, 1);
     uint64_t out = 0;
     size_t idx = NOT_SET;
     weft_select_case_t ok[1] = {{q, WEFT_SELECT_GET, &out}};
@@ -404,12 +358,12 @@ test_blocked_get_wakes_on_put(void **state)
                     b.c[i] =
                         (weft_select_case_t){q[i], WEFT_SELECT_GET, &out[i]};
                 }
-                weft_thread_t *t = start(select_thread, &b);
+                weft_thread_t *t = wt_start(select_thread, &b);
                 for (size_t i = 0; i < 3; i++) {
                     await_watchers(&q[i]->not_empty, 1);
                 }
                 weft_time_t t0 = weft_now();
-                put_u64(q[target], 50 + target);
+                wt_put_u64(q[target], 50 + target);
                 join_prompt(t, t0);
                 assert_int_equal(b.rc, WEFT_OK);
                 assert_int_equal(b.idx, target);
@@ -435,26 +389,26 @@ test_blocked_put_wakes_on_get(void **state)
         }
         weft_queue_t *q[2] = {mk(&kinds[k]), mk(&kinds[k])};
         for (size_t i = 0; i < 2; i++) {
-            put_u64(q[i], 1);
-            put_u64(q[i], 2);
+            wt_put_u64(q[i], 1);
+            wt_put_u64(q[i], 2);
         }
         uint64_t in[2] = {30, 31};
         blocked_t b = {.n = 2, .deadline = WEFT_FOREVER};
         for (size_t i = 0; i < 2; i++) {
             b.c[i] = (weft_select_case_t){q[i], WEFT_SELECT_PUT, &in[i]};
         }
-        weft_thread_t *t = start(select_thread, &b);
+        weft_thread_t *t = wt_start(select_thread, &b);
         await_watchers(&q[0]->not_full, 1);
         await_watchers(&q[1]->not_full, 1);
         weft_time_t t0 = weft_now();
-        (void)get_u64(q[1]);
+        (void)wt_get_u64(q[1]);
         join_prompt(t, t0);
         assert_int_equal(b.rc, WEFT_OK);
         assert_int_equal(b.idx, 1);
         assert_int_equal(weft_queue_size(q[0]), 2);
         assert_int_equal(weft_queue_size(q[1]), 2);
-        uint64_t a = get_u64(q[1]);
-        uint64_t c = get_u64(q[1]);
+        uint64_t a = wt_get_u64(q[1]);
+        uint64_t c = wt_get_u64(q[1]);
         assert_true(a == 31 || c == 31);
         weft_queue_destroy(q[0]);
         weft_queue_destroy(q[1]);
@@ -471,7 +425,7 @@ test_blocked_wakes_on_close(void **state)
         blocked_t b = {.n = 2, .deadline = WEFT_FOREVER};
         b.c[0] = (weft_select_case_t){q[0], WEFT_SELECT_GET, &out};
         b.c[1] = (weft_select_case_t){q[1], WEFT_SELECT_GET, &out};
-        weft_thread_t *t = start(select_thread, &b);
+        weft_thread_t *t = wt_start(select_thread, &b);
         await_watchers(&q[0]->not_empty, 1);
         await_watchers(&q[1]->not_empty, 1);
         weft_time_t t0 = weft_now();
@@ -509,8 +463,8 @@ test_select_and_plain_get_share(void **state)
             blocked_t b = {.n = 2, .deadline = weft_deadline_in(FAR)};
             b.c[0] = (weft_select_case_t){other, WEFT_SELECT_GET, &out};
             b.c[1] = (weft_select_case_t){q, WEFT_SELECT_GET, &out};
-            weft_thread_t *ts = start(select_thread, &b);
-            weft_thread_t *tp = start(plain_get_thread, q);
+            weft_thread_t *ts = wt_start(select_thread, &b);
+            weft_thread_t *tp = wt_start(plain_get_thread, q);
             await_watchers(&q->not_empty, 1);
             weft_time_t dl = weft_deadline_in(FAR);
             while (WEFT__QWAIT_PLAIN(atomic_load(&q->not_empty.ec.waiters)) ==
@@ -519,8 +473,8 @@ test_select_and_plain_get_share(void **state)
                 assert_int_equal(weft_sleep_for(WEFT_MSEC / 10), WEFT_OK);
             }
             weft_time_t t0 = weft_now();
-            put_u64(q, 1001);
-            put_u64(q, 1002);
+            wt_put_u64(q, 1001);
+            wt_put_u64(q, 1002);
             void *pv = NULL;
             assert_int_equal(weft_thread_join(tp, &pv), WEFT_OK);
             join_prompt(ts, t0);
@@ -554,24 +508,24 @@ test_unused_notification_passed_on(void **state)
         s1.c[1] = (weft_select_case_t){r, WEFT_SELECT_GET, &out1};
         blocked_t s2 = {.n = 1, .deadline = weft_deadline_in(5 * WEFT_SEC)};
         s2.c[0] = (weft_select_case_t){q, WEFT_SELECT_GET, &out2};
-        weft_thread_t *t1 = start(select_thread, &s1);
+        weft_thread_t *t1 = wt_start(select_thread, &s1);
         await_watchers(&q->not_empty, 1);
         await_watchers(&r->not_empty, 1);
-        weft_thread_t *t2 = start(select_thread, &s2);
+        weft_thread_t *t2 = wt_start(select_thread, &s2);
         await_watchers(&q->not_empty, 2);
         weft_time_t t0 = weft_now();
-        put_u64(q, 1);
-        put_u64(r, 2);
-        join_thread(t1);
+        wt_put_u64(q, 1);
+        wt_put_u64(r, 2);
+        wt_join(t1);
         assert_int_equal(s1.rc, WEFT_OK);
         if (s1.idx == 0) { /* S1 took q's item: give S2 one */
             assert_int_equal(out1, 1);
-            put_u64(q, 3);
+            wt_put_u64(q, 3);
         } else {
             assert_int_equal(out1, 2);
             passed_on++;
         }
-        join_thread(t2);
+        wt_join(t2);
         /* Its deadline's last try would find the item: check it did not
          * come to that. */
         weft_time_t took = weft_now() - t0;
@@ -596,7 +550,7 @@ test_dump_shows_select(void **state)
     uint64_t out = 0;
     blocked_t b = {.n = 1, .deadline = weft_deadline_in(FAR)};
     b.c[0] = (weft_select_case_t){q, WEFT_SELECT_GET, &out};
-    weft_thread_t *t = start(select_thread, &b);
+    weft_thread_t *t = wt_start(select_thread, &b);
     await_watchers(&q->not_empty, 1);
     char want[64];
     snprintf(want, sizeof(want), "waiting on select %p", (void *)b.c);
@@ -615,7 +569,7 @@ test_dump_shows_select(void **state)
     }
     weft_dump_free(d);
     weft_time_t t0 = weft_now();
-    put_u64(q, 5);
+    wt_put_u64(q, 5);
     join_prompt(t, t0);
     assert_int_equal(b.rc, WEFT_OK);
     assert_int_equal(out, 5);
@@ -630,7 +584,7 @@ test_mixed_get_and_put(void **state)
     weft_queue_t *in_q = mk_fifo(4);
     kind_t prio = {WEFT_QUEUE_PRIORITY, 1};
     weft_queue_t *out_q = mk(&prio);
-    put_u64(out_q, 1); /* full */
+    wt_put_u64(out_q, 1); /* full */
     uint64_t got = 0;
     uint64_t send = 77;
     blocked_t b = {.n = 2, .deadline = weft_deadline_in(FAR)};
@@ -640,26 +594,26 @@ test_mixed_get_and_put(void **state)
     size_t idx = NOT_SET;
     assert_int_equal(weft_try_select(b.c, 2, &idx), WEFT_EAGAIN);
     /* Room in out_q: the PUT case. */
-    weft_thread_t *t = start(select_thread, &b);
+    weft_thread_t *t = wt_start(select_thread, &b);
     await_watchers(&in_q->not_empty, 1);
     await_watchers(&out_q->not_full, 1);
     weft_time_t t0 = weft_now();
-    assert_int_equal(get_u64(out_q), 1);
+    assert_int_equal(wt_get_u64(out_q), 1);
     join_prompt(t, t0);
     assert_int_equal(b.rc, WEFT_OK);
     assert_int_equal(b.idx, 1);
     assert_int_equal(got, 0);
     assert_int_equal(weft_queue_size(in_q), 0);
     /* out_q full again (77): an item in in_q, the GET case. */
-    t = start(select_thread, &b);
+    t = wt_start(select_thread, &b);
     await_watchers(&in_q->not_empty, 1);
     t0 = weft_now();
-    put_u64(in_q, 88);
+    wt_put_u64(in_q, 88);
     join_prompt(t, t0);
     assert_int_equal(b.rc, WEFT_OK);
     assert_int_equal(b.idx, 0);
     assert_int_equal(got, 88);
-    assert_int_equal(get_u64(out_q), 77);
+    assert_int_equal(wt_get_u64(out_q), 77);
     assert_int_equal(weft_queue_size(out_q), 0);
     /* The same queue as GET and PUT case: room, so PUT; then an item. */
     weft_select_case_t same[2] = {{in_q, WEFT_SELECT_GET, &got},
@@ -689,7 +643,7 @@ test_ready_cases_share_evenly(void **state)
     weft_queue_t *q[4];
     for (size_t i = 0; i < 4; i++) {
         q[i] = mk_fifo(4);
-        put_u64(q[i], i);
+        wt_put_u64(q[i], i);
     }
     uint64_t out = 0;
     /* Disabled cases between enabled ones must not give their turn to a
@@ -713,7 +667,7 @@ test_ready_cases_share_evenly(void **state)
                                          : c[idx].q == q[2] ? 2
                                                             : 3));
         weft_queue_t *again = c[idx].q;
-        put_u64(again, out); /* keep every queue non-empty */
+        wt_put_u64(again, out); /* keep every queue non-empty */
     }
     for (size_t i = 0; i < 4; i++) {
         /* Expected ROUNDS / 4 = 2000 each, sd ~39: 1700 is > 7 sd off. */
@@ -762,7 +716,7 @@ test_cancel_blocked_select(void **state)
             for (int blocking = 0; blocking <= 1; blocking++) {
                 weft_queue_t *a = mk(&kinds[k]);
                 weft_queue_t *full = mk_fifo(1);
-                put_u64(full, 3);
+                wt_put_u64(full, 3);
                 uint64_t out = 0;
                 uint64_t in = 4;
                 cancel_blk_t b = {.until = until != 0, .rc = 1};

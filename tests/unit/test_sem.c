@@ -4,20 +4,6 @@
 
 #include <stdatomic.h>
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 static void
 test_init_try_acquire_release(void **state)
 {
@@ -118,7 +104,7 @@ test_acquire_until_times_out(void **state)
     weft_sem_t s;
     assert_int_equal(weft_sem_init(&s, 0), WEFT_OK);
     struct waiter w = {&s, 20 * WEFT_MSEC, 1, 0, 0};
-    join(start(waiter_thread, &w));
+    wt_join(wt_start(waiter_thread, &w));
     assert_int_equal(w.rc, WEFT_ETIMEDOUT);
     assert_true(w.elapsed >= 20 * WEFT_MSEC);
     assert_int_equal(weft_sem_value(&s), 0);
@@ -132,11 +118,11 @@ test_acquire_blocks_until_release(void **state)
     weft_sem_t s;
     assert_int_equal(weft_sem_init(&s, 0), WEFT_OK);
     struct waiter w = {&s, 0, 1, 0, 0};
-    weft_thread_t *t = start(waiter_thread, &w);
+    weft_thread_t *t = wt_start(waiter_thread, &w);
     weft_sleep_for(5 * WEFT_MSEC);
     assert_int_equal(atomic_load(&w.done), 0);
     assert_int_equal(weft_sem_release(&s, 1), WEFT_OK);
-    join(t);
+    wt_join(t);
     assert_int_equal(w.rc, WEFT_OK);
     assert_int_equal(weft_sem_value(&s), 0);
     weft_sem_fini(&s);
@@ -162,7 +148,7 @@ test_release_n_wakes_n(void **state)
     weft_thread_t *t[3];
     for (int i = 0; i < 3; i++) {
         w[i] = (struct waiter){&s, 0, 1, 0, 0};
-        t[i] = start(waiter_thread, &w[i]);
+        t[i] = wt_start(waiter_thread, &w[i]);
     }
     weft_sleep_for(5 * WEFT_MSEC);
     assert_int_equal(weft_sem_release(&s, 2), WEFT_OK);
@@ -174,7 +160,7 @@ test_release_n_wakes_n(void **state)
     assert_int_equal(weft_sem_value(&s), 0);
     assert_int_equal(weft_sem_release(&s, 1), WEFT_OK);
     for (int i = 0; i < 3; i++) {
-        join(t[i]);
+        wt_join(t[i]);
         assert_int_equal(w[i].rc, WEFT_OK);
     }
     weft_sem_fini(&s);
@@ -190,17 +176,17 @@ test_timed_out_waiter_passes_wakeup(void **state)
         assert_int_equal(weft_sem_init(&s, 0), WEFT_OK);
         struct waiter timed = {&s, 2 * WEFT_MSEC, 1, 0, 0};
         struct waiter forever = {&s, 0, 1, 0, 0};
-        weft_thread_t *tt = start(waiter_thread, &timed);
-        weft_thread_t *tf = start(waiter_thread, &forever);
+        weft_thread_t *tt = wt_start(waiter_thread, &timed);
+        weft_thread_t *tf = wt_start(waiter_thread, &forever);
         weft_sleep_for((round % 4) * WEFT_MSEC);
         assert_int_equal(weft_sem_release(&s, 1), WEFT_OK);
-        join(tt);
+        wt_join(tt);
         if (timed.rc == WEFT_OK) {
             assert_int_equal(weft_sem_release(&s, 1), WEFT_OK);
         } else {
             assert_int_equal(timed.rc, WEFT_ETIMEDOUT);
         }
-        join(tf); /* hangs (ctest timeout) if the wake-up was lost */
+        wt_join(tf); /* hangs (ctest timeout) if the wake-up was lost */
         assert_int_equal(forever.rc, WEFT_OK);
         assert_int_equal(weft_sem_value(&s), 0);
         weft_sem_fini(&s);

@@ -167,20 +167,6 @@ ignore(int rc)
     (void)rc;
 }
 
-static weft_thread_t *
-start(void *(*fn)(void *), void *arg)
-{
-    weft_thread_t *t = NULL;
-    assert_int_equal(weft_thread_create(NULL, fn, arg, &t), WEFT_OK);
-    return t;
-}
-
-static void
-join(weft_thread_t *t)
-{
-    assert_int_equal(weft_thread_join(t, NULL), WEFT_OK);
-}
-
 /* ------------------------------------------------------------------------ */
 /* NULL handles: one death test per public function.                         */
 
@@ -354,7 +340,7 @@ unlock_by_non_owner(void *arg)
 {
     (void)arg;
     weft_mutex_t *m = &a_mutex;
-    join(start(lock_and_exit, m));
+    wt_join(wt_start(lock_and_exit, m));
     weft_mutex_unlock(m);
 }
 
@@ -439,7 +425,7 @@ fini_sem_with_waiter(void *arg)
 {
     (void)arg;
     ignore(weft_sem_init(&a_sem, 0));
-    weft_thread_t *t = start(sem_waiter, &a_sem);
+    weft_thread_t *t = wt_start(sem_waiter, &a_sem);
     (void)t; /* never joined: the process dies */
     weft_sleep_for(20 * WEFT_MSEC);
     weft_sem_fini(&a_sem);
@@ -460,7 +446,7 @@ static void
 fini_cond_with_waiter(void *arg)
 {
     (void)arg;
-    weft_thread_t *t = start(cond_waiter, NULL);
+    weft_thread_t *t = wt_start(cond_waiter, NULL);
     (void)t;
     weft_sleep_for(20 * WEFT_MSEC);
     weft_cond_fini(&a_cond);
@@ -480,7 +466,7 @@ fini_barrier_with_waiter(void *arg)
 {
     (void)arg;
     ignore(weft_barrier_init(&a_barrier, 2, NULL, NULL));
-    weft_thread_t *t = start(barrier_waiter, &a_barrier);
+    weft_thread_t *t = wt_start(barrier_waiter, &a_barrier);
     (void)t;
     weft_sleep_for(20 * WEFT_MSEC);
     weft_barrier_fini(&a_barrier);
@@ -552,7 +538,7 @@ test_rlock_release_by_non_owner(void **state)
     assert_int_equal(weft_rlock_acquire(&r), WEFT_OK);
     assert_int_equal(weft_rlock_acquire(&r), WEFT_OK);
     struct rlock_other o = {&r, 1, 1};
-    join(start(rlock_other_thread, &o));
+    wt_join(wt_start(rlock_other_thread, &o));
     assert_int_equal(o.release_rc, WEFT_EPERM);
     /* Still held by its owner, at the same depth. */
     assert_int_equal(o.try_rc, WEFT_EAGAIN);
@@ -733,10 +719,10 @@ cancel_one(enum op op)
     struct victim partner = {&p, OP_COUNT, CX_INIT, 0, 1, false};
     weft_thread_t *pt = NULL;
     if (op == OP_BARRIER_WAIT || op == OP_BARRIER_WAIT_UNTIL) {
-        pt = start(barrier_partner, &partner);
+        pt = wt_start(barrier_partner, &partner);
     }
     struct victim v = {&p, op, CX_INIT, 0, 1, true};
-    weft_thread_t *t = start(victim_thread, &v);
+    weft_thread_t *t = wt_start(victim_thread, &v);
     while (!atomic_load(&v.started)) {
         weft_sleep_for(100 * WEFT_USEC);
     }
@@ -746,20 +732,20 @@ cancel_one(enum op op)
         /* Cancelled while the mutex is held elsewhere: it must wait for
          * the mutex before it returns. */
         assert_int_equal(weft_mutex_lock(&p.cm), WEFT_OK);
-        kick = start(kicker, &v.cx);
+        kick = wt_start(kicker, &v.cx);
         weft_sleep_for(5 * WEFT_MSEC);
         assert_int_equal(v.rc, 1);
         weft_mutex_unlock(&p.cm);
     } else {
-        kick = start(kicker, &v.cx);
+        kick = wt_start(kicker, &v.cx);
     }
-    join(t);
-    join(kick);
+    wt_join(t);
+    wt_join(kick);
     assert_int_equal(v.rc, WEFT_ECANCELED);
     /* Holds the condition's mutex again; holds no lock it waited for. */
     assert_int_equal(v.held_after, is_cond_op(op));
     if (pt != NULL) {
-        join(pt);
+        wt_join(pt);
         assert_int_equal(partner.rc, WEFT_EBROKEN);
         assert_true(weft_barrier_is_broken(&p.b));
     }
@@ -794,7 +780,7 @@ test_cancel_every_wait(void **state)
 static weft_thread_t *
 start_parked(void *(*fn)(void *), void *arg, struct canceller *cx)
 {
-    weft_thread_t *t = start(fn, arg);
+    weft_thread_t *t = wt_start(fn, arg);
     while (atomic_load(&cx->parked_on) == NULL) {
         weft_sleep_for(100 * WEFT_USEC);
     }
@@ -806,7 +792,7 @@ static void
 join_kicker(weft_thread_t *kick)
 {
     if (kick != NULL) {
-        join(kick);
+        wt_join(kick);
     }
 }
 
@@ -848,20 +834,20 @@ test_cancel_keeps_other_waiters(void **state)
         case 0: /* the unlock wakes a, which is cancelled: b's turn */
             atomic_store(&a.cx.flag, mode);
             weft_mutex_unlock(&m);
-            kick = start(kicker, &a.cx); /* in case b was first in line */
+            kick = wt_start(kicker, &a.cx); /* in case b was first in line */
             break;
         case 1:
             weft_mutex_unlock(&m);
-            kick = start(kicker, &a.cx);
+            kick = wt_start(kicker, &a.cx);
             break;
         default:
-            kick = start(kicker, &a.cx);
+            kick = wt_start(kicker, &a.cx);
             weft_mutex_unlock(&m);
             break;
         }
-        join(ta);
+        wt_join(ta);
         join_kicker(kick);
-        join(tb); /* hangs (ctest timeout) if b's wake-up was lost */
+        wt_join(tb); /* hangs (ctest timeout) if b's wake-up was lost */
         assert_true(a.rc == WEFT_OK ||
                     a.rc ==
                         (mode == CANCELLED ? WEFT_ECANCELED : WEFT_ETIMEDOUT));
@@ -906,18 +892,18 @@ test_cancel_keeps_sem_waiters(void **state)
         case 0: /* the release wakes a, which is cancelled: b's turn */
             atomic_store(&a.cx.flag, mode);
             assert_int_equal(weft_sem_release(&s, 1), WEFT_OK);
-            kick = start(kicker, &a.cx); /* in case b was first in line */
+            kick = wt_start(kicker, &a.cx); /* in case b was first in line */
             break;
         case 1:
             assert_int_equal(weft_sem_release(&s, 1), WEFT_OK);
-            kick = start(kicker, &a.cx);
+            kick = wt_start(kicker, &a.cx);
             break;
         default:
-            kick = start(kicker, &a.cx);
+            kick = wt_start(kicker, &a.cx);
             assert_int_equal(weft_sem_release(&s, 1), WEFT_OK);
             break;
         }
-        join(ta);
+        wt_join(ta);
         join_kicker(kick);
         if (a.rc == WEFT_OK) {
             assert_int_equal(weft_sem_release(&s, 1), WEFT_OK);
@@ -925,7 +911,7 @@ test_cancel_keeps_sem_waiters(void **state)
             assert_int_equal(a.rc, mode == CANCELLED ? WEFT_ECANCELED
                                                      : WEFT_ETIMEDOUT);
         }
-        join(tb); /* hangs (ctest timeout) if b's wake-up was lost */
+        wt_join(tb); /* hangs (ctest timeout) if b's wake-up was lost */
         assert_int_equal(b.rc, WEFT_OK);
         assert_int_equal(weft_sem_value(&s), 0);
         weft_sem_fini(&s);
@@ -1000,18 +986,18 @@ test_cancel_keeps_cond_waiters(void **state)
         case 0: /* the signal wakes a, which is cancelled: b's turn */
             atomic_store(&a.cx.flag, mode);
             give_token(&box);
-            kick = start(kicker, &a.cx); /* in case b was first in line */
+            kick = wt_start(kicker, &a.cx); /* in case b was first in line */
             break;
         case 1:
             give_token(&box);
-            kick = start(kicker, &a.cx);
+            kick = wt_start(kicker, &a.cx);
             break;
         default:
-            kick = start(kicker, &a.cx);
+            kick = wt_start(kicker, &a.cx);
             give_token(&box);
             break;
         }
-        join(ta);
+        wt_join(ta);
         join_kicker(kick);
         if (a.rc == WEFT_OK) {
             give_token(&box);
@@ -1019,7 +1005,7 @@ test_cancel_keeps_cond_waiters(void **state)
             assert_int_equal(a.rc, mode == CANCELLED ? WEFT_ECANCELED
                                                      : WEFT_ETIMEDOUT);
         }
-        join(tb); /* hangs (ctest timeout) if the signal was lost */
+        wt_join(tb); /* hangs (ctest timeout) if the signal was lost */
         assert_int_equal(b.rc, WEFT_OK);
         assert_int_equal(box.tokens, 0);
         weft_cond_fini(&box.c);
@@ -1075,14 +1061,14 @@ test_once_ignores_cancel(void **state)
                                 0,
                                 {CANCELLED, NULL, 0, 1, CANCELLED},
                                 0};
-    weft_thread_t *runner = start(once_runner, &c);
+    weft_thread_t *runner = wt_start(once_runner, &c);
     assert_int_equal(weft_event_wait(&c.inside), WEFT_OK);
-    weft_thread_t *caller = start(once_cancelled_caller, &c);
+    weft_thread_t *caller = wt_start(once_cancelled_caller, &c);
     weft_sleep_for(10 * WEFT_MSEC);
     assert_int_equal(atomic_load(&c.returned), 0);
     weft_event_set(&c.go);
-    join(runner);
-    join(caller);
+    wt_join(runner);
+    wt_join(caller);
     assert_int_equal(atomic_load(&c.returned), 1);
 }
 
