@@ -4,7 +4,9 @@
  * submits of empty tasks, the same with a future per task, the
  * submit-then-wait round trip on a warm pool, and the CPU an idle pool
  * uses. "weft-metrics" is the fire-and-forget run with metrics collection
- * on (its cost against "weft", metrics off, in the same run). The peers
+ * on and "weft-trace" the same with a timeline trace recording (their cost
+ * against "weft", everything off, in the same run; the order of the three
+ * rotates with the repetition number). The peers
  * are in bench_baseline.c (naive pool), bench_omp.c,
  * bench_tbb.cpp and bench_executor.py.
  */
@@ -12,6 +14,7 @@
 
 #include <weft/metrics.h>
 #include <weft/pool.h>
+#include <weft/trace.h>
 
 #include "bench_util.h"
 #include "bench_work.h"
@@ -101,10 +104,42 @@ check_metrics(uint64_t n)
     weft_metrics_snapshot_free(s);
 }
 
-/* n fire-and-forget submits, then shutdown(wait); with metrics collected
- * when metrics is set (impl "weft-metrics"). */
+/* What a fire-and-forget run observes. */
+typedef enum observe { OBSERVE_NONE, OBSERVE_METRICS, OBSERVE_TRACE } observe_t;
+
+static const char *const observe_impl[] = {"weft", "weft-metrics",
+                                           "weft-trace"};
+
+/* Tracing on, with rings big enough for the whole run (no event dropped:
+ * what is measured is the cost of recording every one). */
 static void
-submits(uint64_t n, bool metrics)
+trace_on(uint64_t n)
+{
+    weft_trace_opts_t o = WEFT_TRACE_OPTS_INIT;
+    /* A worker that ran every task: a begin and an end each, plus its
+     * parks and wakes. */
+    uint64_t per_thread = 2 * n + 65536;
+
+    o.ring_events =
+        per_thread > (UINT64_C(1) << 24) ? (size_t)1 << 24 : (size_t)per_thread;
+    bench_check_weft(weft_trace_start(&o), "weft_trace_start");
+}
+
+/* The trace must hold the submit, begin and end of every task of the run. */
+static void
+check_trace(uint64_t n)
+{
+    weft_trace_stop();
+    if (weft_trace_dropped() != 0 || weft_trace_events() < 3 * n) {
+        bench_fail("submit weft-trace: %" PRIu64 " events, %" PRIu64
+                   " dropped, expected at least %" PRIu64 " and none",
+                   weft_trace_events(), weft_trace_dropped(), 3 * n);
+    }
+}
+
+/* n fire-and-forget submits, then shutdown(wait); observed as obs says. */
+static void
+submits(uint64_t n, observe_t obs)
 {
     unsigned char *hits = calloc((size_t)n, 1);
     weft_executor_t *ex = pool_start();
@@ -113,7 +148,11 @@ submits(uint64_t n, bool metrics)
         bench_fail("out of memory");
     }
     warm_up(ex);
-    weft_metrics_enable(metrics);
+    if (obs == OBSERVE_METRICS) {
+        weft_metrics_enable(true);
+    } else if (obs == OBSERVE_TRACE) {
+        trace_on(n);
+    }
     uint64_t start = work_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         bench_check_weft(
@@ -123,15 +162,17 @@ submits(uint64_t n, bool metrics)
     bench_check_weft(weft_executor_shutdown(ex, true, false),
                      "weft_executor_shutdown");
     double secs = (double)(work_now_ns() - start) * 1e-9;
-    if (metrics) {
+    if (obs == OBSERVE_METRICS) {
         check_metrics(n);
         weft_metrics_enable(false);
+    } else if (obs == OBSERVE_TRACE) {
+        check_trace(n);
     }
     weft_executor_destroy(ex);
     check_marks("submit", hits, n);
     free(hits);
-    bench_result("submit", metrics ? "weft-metrics" : "weft", "workers=2",
-                 "tasks_per_s", (double)n / secs);
+    bench_result("submit", observe_impl[obs], "workers=2", "tasks_per_s",
+                 (double)n / secs);
 }
 
 /* n submits with a future each; every future is waited on and released. */
@@ -215,11 +256,11 @@ main(int argc, char **argv)
 
     bool plain = bench_selected(&a, "weft");
     if (bench_wanted(&a, "submit")) {
-        if (plain) {
-            submits(bench_size(&a, WORK_DEFAULT_TASKS), false);
-        }
-        if (bench_selected(&a, "weft-metrics")) {
-            submits(bench_size(&a, WORK_DEFAULT_TASKS), true);
+        for (size_t k = 0; k < 3; k++) {
+            observe_t obs = (observe_t)bench_order(k, a.rep, 3);
+            if (bench_selected(&a, observe_impl[obs])) {
+                submits(bench_size(&a, WORK_DEFAULT_TASKS), obs);
+            }
         }
         ran++;
     }

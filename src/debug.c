@@ -5,14 +5,14 @@
  * hook, and the signal-triggered dump thread.
  *
  * DESIGN
- * One sink (probe slots are few): its mask gains WEFT__PROBE_TASK once a
- * dump or the watchdog is wanted (so tasks record their start time) and
- * WEFT__PROBE_LOCK while the lock-order checker is on. Object events reach
- * it whatever its mask, so the registry is complete from the moment the
- * sink is attached: at program start, by a constructor, when this module is
- * linked. The registry is a fixed table guarded by a spinlock (not a weft
- * mutex: the checker observes those); a destroy event waits on that
- * spinlock, so a reader holding it may read a registered object.
+ * One sink (probe slots are few): its mask gains WEFT__PROBE_TASK and
+ * WEFT__PROBE_TIMING once a dump or the watchdog is wanted (so every task
+ * records its start time) and WEFT__PROBE_LOCK while the lock-order checker is
+ * on. Object events reach it whatever its mask, so the registry is complete
+ * from the moment the sink is attached: at program start, by a constructor,
+ * when this module is linked. The registry is a fixed table guarded by a
+ * spinlock (not a weft mutex: the checker observes those); a destroy event
+ * waits on that spinlock, so a reader holding it may read a registered object.
  * Signals: the handler only write(2)s a byte to a pipe; the dump thread
  * reads it and writes the dump.
  */
@@ -142,7 +142,7 @@ weft__dbg_want_timing(void)
     /* Relaxed: a hint; update_mask rechecks under the lock. */
     if ((atomic_load_explicit(&sink_mask, memory_order_relaxed) &
          WEFT__PROBE_TASK) == 0) {
-        update_mask(WEFT__PROBE_TASK, 0);
+        update_mask(WEFT__PROBE_TASK | WEFT__PROBE_TIMING, 0);
     }
 }
 

@@ -160,11 +160,36 @@ weft__cancel_running(const void *exec)
 void
 weft__job_stamp(weft__job_t *job)
 {
-    static _Thread_local uint64_t seq;
-    if (WEFT__PROBING(WEFT__PROBE_TASK)) {
-        job->id = ((uint64_t)weft__self_id() << 40) | ++seq;
-        job->queued_at = weft_now();
+    /* The thread's last id: its weft id above bit 40, a count below. */
+    static _Thread_local uint64_t last;
+    if (WEFT__PROBING(WEFT__PROBE_TASK | WEFT__PROBE_COUNT)) {
+        if (WEFT__UNLIKELY(last == 0)) {
+            last = (uint64_t)weft__self_id() << 40;
+        }
+        uint64_t id = ++last;
+        job->id = id;
+        /* Only timed tasks read the clock (probe.h: the timing sample). */
+        if (weft__probe_task_timed(weft__probe_sampled(id))) {
+            job->queued_at = weft_now();
+        }
     }
+}
+
+/* The sample decision for a job (see probe.h): by its submit id, or for a
+ * job without one by a count of the running thread's. */
+static bool
+job_sampled(const weft__job_t *job)
+{
+    static _Thread_local uint64_t unstamped;
+    return weft__probe_sampled(job->id != 0 ? job->id : ++unstamped);
+}
+
+static weft__count_kind_t
+end_count(int code)
+{
+    return code == WEFT_OK          ? WEFT__CNT_OK
+           : code == WEFT_ECANCELED ? WEFT__CNT_CANCEL
+                                    : WEFT__CNT_FAIL;
 }
 
 void
@@ -173,7 +198,13 @@ weft__job_run_on(const void *exec, const weft__job_t *job, int worker)
     weft__thread_rec_t *r = weft__self_rec();
     const char *label = job->fut != NULL ? job->fut->label : NULL;
     uint64_t id = job->id != 0 ? job->id : (uint64_t)(uintptr_t)job->fut;
-    bool probing = WEFT__PROBING(WEFT__PROBE_TASK);
+    /* One load for the whole task: the begin and end probes agree. */
+    uint32_t mask =
+        atomic_load_explicit(&weft__probe_mask, memory_order_relaxed);
+    bool probing =
+        WEFT__UNLIKELY((mask & (WEFT__PROBE_TASK | WEFT__PROBE_COUNT)) != 0);
+    bool sampled = false, dispatch = false;
+    _Atomic uint64_t *counts = NULL; /* valid while exec lives */
     /* Relaxed: snapshots for dumps, written by this thread only. */
     const char *outer_label =
         atomic_load_explicit(&r->task_label, memory_order_relaxed);
@@ -182,12 +213,27 @@ weft__job_run_on(const void *exec, const weft__job_t *job, int worker)
     atomic_store_explicit(&r->task_id, id, memory_order_relaxed);
     atomic_store_explicit(&r->task_exec, exec, memory_order_relaxed);
     if (probing) {
-        atomic_store_explicit(&r->task_since, weft_now(), memory_order_relaxed);
-        weft__probe_task_begin(exec, id, label, job->queued_at, worker);
+        sampled = job_sampled(job);
+        bool timed = sampled || (mask & WEFT__PROBE_TIMING) != 0;
+        atomic_store_explicit(&r->task_since, timed ? weft_now() : 0,
+                              memory_order_relaxed);
+        if ((mask & WEFT__PROBE_COUNT) != 0) {
+            counts = weft__counts_of(exec);
+            weft__count_in(counts, WEFT__CNT_START);
+        }
+        /* The counting sink alone wants only the sampled tasks. */
+        dispatch = (mask & WEFT__PROBE_TASK) != 0 || sampled;
+        if (dispatch) {
+            weft__probe_task_begin(exec, id, label, job->queued_at, worker,
+                                   sampled);
+        }
     }
     int code = weft__job_run(job);
     if (probing) {
-        weft__probe_task_end(exec, id, code, worker);
+        weft__count_in(counts, end_count(code));
+        if (dispatch) {
+            weft__probe_task_end(exec, id, code, worker, sampled);
+        }
     }
     atomic_store_explicit(&r->task_label, outer_label, memory_order_relaxed);
     atomic_store_explicit(&r->task_id, outer_id, memory_order_relaxed);

@@ -18,7 +18,8 @@ typedef struct weft__job {
     void *arg;
     weft_future_t *fut; /* holds the executor's reference */
     /* Set at submit only while task probes are on (else 0): the task's
-     * id for traces and when it was queued, for queue-wait histograms. */
+     * id for traces and, when the task is timed (probe.h), when it was
+     * queued, for queue-wait histograms. */
     uint64_t id;
     weft_time_t queued_at;
 } weft__job_t;

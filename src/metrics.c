@@ -20,8 +20,19 @@
  * they are sums), so memory is bounded by the peak thread count.
  * Queues need no cells: each counts its puts itself (the queue layer
  * fires no put/get probes), so a snapshot reads them under reg_lock.
- * Lookup: a per-thread cache of the last object seen, checked against the
- * slot (object and generation), else a scan of the table.
+ * Lookup: a per-thread cache of the last pool seen and this thread's cell
+ * for it, checked against the slot (object and generation), else a scan
+ * of the table.
+ * Cost: the per-task counters (submitted, started, ended) are exact, but
+ * the executor and pool keep them inline (WEFT__PROBE_COUNT: a cached
+ * pointer to this thread's cell, a store; no call per task); the sink's
+ * callbacks see only the rarer pool events and the sampled tasks. Clocks
+ * are read only for the timing sample (probe.h: one task in sample_every;
+ * the executor stamps those at submit and start, on_task_end reads the
+ * end), so histograms count sampled tasks. Utilisation needs no task
+ * clock: a worker's busy spell runs from the pool event BUSY (found work)
+ * to IDLE (found none), two clock reads per spell, not per task.
+ * See docs/design/metrics-sampling.md.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -38,14 +49,19 @@
 #define MAX_PIPELINES 32
 #define MAX_WORKERS 256 /* utilisation beyond this index is not tracked */
 #define NEST_MAX 8      /* task nesting depth timed (helping waits) */
+#define SAMPLE_DEFAULT 64
+#define SAMPLE_MAX 65536
 
+/* The first WEFT__CNT_KINDS counters are the ones the executor and pool
+ * count inline (probe.h, weft__count): this thread's cell hands them its
+ * array (counts_for). */
 enum {
-    C_SUBMIT,
-    C_START,
-    C_OK,
-    C_FAIL,
-    C_CANCEL,
-    C_REJECT,
+    C_SUBMIT = WEFT__CNT_SUBMIT,
+    C_START = WEFT__CNT_START,
+    C_OK = WEFT__CNT_OK,
+    C_FAIL = WEFT__CNT_FAIL,
+    C_CANCEL = WEFT__CNT_CANCEL,
+    C_REJECT = WEFT__CNT_KINDS,
     C_STEAL,
     C_PARK,
     C_UNPARK,
@@ -59,14 +75,17 @@ typedef struct hist_cell {
 } hist_cell_t;
 
 typedef struct pool_cell {
+    char pad_[64]; /* no cache line shared with a neighbouring allocation */
     _Atomic uint32_t gen;
     _Atomic int32_t worker; /* this thread's worker index, or -1 */
     _Atomic uint64_t ctr[NCTR];
-    /* Busy time of outermost tasks in one word, so a reader never sees
-     * half an update: idle, 2 * busy_ns; while a task runs since t,
-     * 2 * (busy_ns - t) + 1 (odd), and a reader adds its clock. */
+    /* Busy time of this worker in one word, so a reader never sees half
+     * an update: idle, 2 * busy_ns; busy since t, 2 * (busy_ns - t) + 1
+     * (odd), and a reader adds its clock. */
     _Atomic int64_t busy_w;
+    uint32_t epoch; /* owner only: the enable epoch busy_w was kept in */
     hist_cell_t wait, run;
+    char pad_end_[64];
 } pool_cell_t;
 
 typedef struct tblock {
@@ -94,7 +113,9 @@ static pthread_key_t exit_key;
 static _Thread_local tblock_t *self_block;
 static _Thread_local struct {
     const void *obj;
+    pool_cell_t *cell; /* this thread's cell for obj, generation gen */
     unsigned idx;
+    uint32_t gen;
 } pool_cache;
 static _Thread_local weft_time_t nest[NEST_MAX];
 static _Thread_local unsigned nest_depth;
@@ -102,6 +123,11 @@ static _Thread_local unsigned nest_depth;
  * (task ends missed while collection was off). */
 static _Atomic uint32_t epoch;
 static _Thread_local uint32_t self_epoch;
+/* When collection was last turned on and off: a busy spell open at the
+ * turn off ends there; a worker whose first spell event after a turn on
+ * is "idle" was busy since it. */
+static _Atomic weft_time_t on_at, off_at;
+static _Atomic uint32_t sample_every = SAMPLE_DEFAULT;
 
 static void
 spin_lock(_Atomic uint32_t *l)
@@ -117,12 +143,13 @@ spin_unlock(_Atomic uint32_t *l)
     atomic_store_explicit(l, 0, memory_order_release);
 }
 
-/* Owner-only increment of a cell field: no read-modify-write needed. */
+/* Owner-only increment of a cell field: no read-modify-write needed.
+ * Release: see merge_pool (a plain store on x86). */
 static inline void
 bump(_Atomic uint64_t *c, uint64_t n)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+                          memory_order_release);
 }
 
 /* ------------------------------------------------------------- blocks */
@@ -189,22 +216,6 @@ slot_find(slot_t *t, unsigned n, const void *obj)
     return -1;
 }
 
-static inline int
-pool_slot(const void *exec)
-{
-    unsigned i = pool_cache.idx;
-    if (pool_cache.obj == exec &&
-        atomic_load_explicit(&pools[i].obj, memory_order_relaxed) == exec) {
-        return (int)i;
-    }
-    int s = slot_find(pools, MAX_POOLS, exec);
-    if (s >= 0) {
-        pool_cache.obj = exec;
-        pool_cache.idx = (unsigned)s;
-    }
-    return s;
-}
-
 static WEFT__COLD pool_cell_t *
 pool_cell_new(tblock_t *b, unsigned s)
 {
@@ -228,6 +239,7 @@ pool_cell_reset(pool_cell_t *c, uint32_t gen)
         atomic_store_explicit(&c->ctr[k], 0, memory_order_relaxed);
     }
     atomic_store_explicit(&c->busy_w, 0, memory_order_relaxed);
+    c->epoch = 0; /* no enable has epoch 0: its first spell event catches up */
     atomic_store_explicit(&c->worker, -1, memory_order_relaxed);
     hist_cell_t *hs[2] = {&c->wait, &c->run};
     for (unsigned h = 0; h < 2; h++) {
@@ -240,11 +252,10 @@ pool_cell_reset(pool_cell_t *c, uint32_t gen)
     atomic_store_explicit(&c->gen, gen, memory_order_release);
 }
 
-/* The calling thread's cell for pool exec, or NULL (unknown, no memory). */
 static pool_cell_t *
-pool_cell(const void *exec)
+pool_cell_slow(const void *exec)
 {
-    int s = pool_slot(exec);
+    int s = slot_find(pools, MAX_POOLS, exec);
     tblock_t *b = block_self();
     if (s < 0 || b == NULL) {
         return NULL;
@@ -259,7 +270,27 @@ pool_cell(const void *exec)
                        gen)) {
         pool_cell_reset(c, gen);
     }
+    pool_cache.obj = exec;
+    pool_cache.cell = c;
+    pool_cache.idx = (unsigned)s;
+    pool_cache.gen = gen;
     return c;
+}
+
+/* The calling thread's cell for pool exec, or NULL (unknown, no memory). */
+static inline pool_cell_t *
+pool_cell(const void *exec)
+{
+    unsigned i = pool_cache.idx;
+    /* Acquire on obj: pairs with on_object's release, so a slot reused by
+     * a new pool at the same address shows its new generation. */
+    if (WEFT__LIKELY(pool_cache.obj == exec && pool_cache.cell != NULL) &&
+        atomic_load_explicit(&pools[i].obj, memory_order_acquire) == exec &&
+        atomic_load_explicit(&pools[i].gen, memory_order_relaxed) ==
+            pool_cache.gen) {
+        return pool_cache.cell;
+    }
+    return pool_cell_slow(exec);
 }
 
 static bool
@@ -294,6 +325,10 @@ on_object(weft__obj_kind_t kind, const void *obj, const char *name,
     } else if (s >= 0) {
         atomic_store_explicit(&t[s].obj, NULL, memory_order_release);
     }
+    if (s >= 0 && kind == WEFT__OBJ_POOL) {
+        /* Cached counter arrays of this slot may belong to the old pool. */
+        weft__probe_counts_changed();
+    }
     spin_unlock(&reg_lock);
 }
 
@@ -305,14 +340,59 @@ static const int ev_ctr[WEFT__POOL_EVS] = {
     [WEFT__POOL_UNPARK] = C_UNPARK, [WEFT__POOL_CANCEL] = C_DROP,
 };
 
+/* Closing value of a busy word left open by a spell whose end was missed
+ * while collection was off: busy until it was turned off. */
+static inline int64_t
+busy_closed(int64_t w, weft_time_t end)
+{
+    return (w & 1) != 0 ? (w - 1) / 2 + end : w / 2;
+}
+
+/* A worker's spell changes: busy (found work) or idle (found none). */
+static void
+busy_mark(pool_cell_t *c, bool busy, int worker)
+{
+    weft_time_t now = weft_now();
+    int64_t w = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
+    uint32_t ep = atomic_load_explicit(&epoch, memory_order_relaxed);
+    if (WEFT__UNLIKELY(c->epoch != ep)) {
+        /* The first spell event since collection was turned on: events
+         * were missed while it was off. */
+        c->epoch = ep;
+        w = 2 *
+            busy_closed(w, atomic_load_explicit(&off_at, memory_order_relaxed));
+        if (!busy) {
+            /* No event since the turn on: busy all along. */
+            weft_time_t t = atomic_load_explicit(&on_at, memory_order_relaxed);
+            w = 2 * (w / 2 - (t < now ? t : now)) + 1;
+        }
+    }
+    atomic_store_explicit(&c->worker, worker, memory_order_relaxed);
+    if (busy && (w & 1) == 0) {
+        w = 2 * (w / 2 - now) + 1;
+    } else if (!busy && (w & 1) != 0) {
+        w = 2 * ((w - 1) / 2 + now);
+    }
+    atomic_store_explicit(&c->busy_w, w, memory_order_relaxed);
+}
+
 static void
 on_pool(const void *exec, weft__pool_ev_t ev, int worker)
 {
-    (void)worker;
-    pool_cell_t *c = pool_cell(exec);
-    if (c != NULL && (unsigned)ev < WEFT__POOL_EVS) {
-        bump(&c->ctr[ev_ctr[ev]], 1);
+    if (ev == WEFT__POOL_SUBMIT || (unsigned)ev >= WEFT__POOL_EVS) {
+        return; /* submits are counted inline (WEFT__PROBE_SUBMIT) */
     }
+    pool_cell_t *c = pool_cell(exec);
+    if (c == NULL) {
+        return;
+    }
+    if (ev == WEFT__POOL_IDLE || ev == WEFT__POOL_BUSY) {
+        if (worker >= 0) {
+            busy_mark(c, ev == WEFT__POOL_BUSY, worker);
+        }
+        return;
+    }
+    bump(&c->ctr[ev_ctr[ev]], 1);
 }
 
 static void
@@ -327,21 +407,25 @@ hist_add(hist_cell_t *h, uint64_t v)
 
 static void
 on_task_begin(const void *exec, uint64_t id, const char *label,
-              weft_time_t queued_at, int worker)
+              weft_time_t queued_at, int worker, bool sampled)
 {
     (void)id;
     (void)label;
-    /* The executor stamped the thread record with the start time just
-     * before this probe (weft__job_run_on): one clock read saved. */
-    weft_time_t now = atomic_load_explicit(&weft__self_rec()->task_since,
-                                           memory_order_relaxed);
-    if (WEFT__UNLIKELY(now == 0)) {
-        now = weft_now();
-    }
+    (void)worker;
     uint32_t ep = atomic_load_explicit(&epoch, memory_order_relaxed);
     if (WEFT__UNLIKELY(ep != self_epoch)) {
         self_epoch = ep;
         nest_depth = 0;
+    }
+    weft_time_t now = 0; /* 0: not timed */
+    if (sampled) {
+        /* The executor stamped the thread record with the start time just
+         * before this probe (weft__job_run_on): one clock read saved. */
+        now = atomic_load_explicit(&weft__self_rec()->task_since,
+                                   memory_order_relaxed);
+        if (WEFT__UNLIKELY(now == 0)) {
+            now = weft_now();
+        }
     }
     unsigned d = nest_depth++;
     if (d < NEST_MAX) {
@@ -351,26 +435,18 @@ on_task_begin(const void *exec, uint64_t id, const char *label,
     if (c == NULL) {
         return;
     }
-    bump(&c->ctr[C_START], 1);
-    if (queued_at != 0 && now >= queued_at) {
+    if (sampled && queued_at != 0 && now >= queued_at) {
         hist_add(&c->wait, (uint64_t)(now - queued_at));
-    }
-    if (d == 0) {
-        atomic_store_explicit(&c->worker, worker, memory_order_relaxed);
-        int64_t w = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
-        /* Odd: a run whose end was missed (collection was off): it
-         * counts as busy until now. */
-        int64_t b = (w & 1) != 0 ? (w - 1) / 2 + now : w / 2;
-        atomic_store_explicit(&c->busy_w, 2 * (b - now) + 1,
-                              memory_order_relaxed);
     }
 }
 
 static void
-on_task_end(const void *exec, uint64_t id, int code, int worker)
+on_task_end(const void *exec, uint64_t id, int code, int worker, bool sampled)
 {
     (void)id;
+    (void)code; /* counted inline */
     (void)worker;
+    (void)sampled;
     if (nest_depth == 0) {
         return; /* began before metrics were enabled */
     }
@@ -379,21 +455,18 @@ on_task_end(const void *exec, uint64_t id, int code, int worker)
     if (c == NULL) {
         return;
     }
-    bump(&c->ctr[code == WEFT_OK          ? C_OK
-                 : code == WEFT_ECANCELED ? C_CANCEL
-                                          : C_FAIL],
-         1);
-    if (d >= NEST_MAX) {
-        return;
+    if (d < NEST_MAX && nest[d] != 0) {
+        weft_time_t now = weft_now();
+        hist_add(&c->run, now > nest[d] ? (uint64_t)(now - nest[d]) : 0);
     }
-    weft_time_t now = weft_now();
-    uint64_t ran = now > nest[d] ? (uint64_t)(now - nest[d]) : 0;
-    hist_add(&c->run, ran);
-    int64_t w = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
-    if (d == 0 && (w & 1) != 0) {
-        atomic_store_explicit(&c->busy_w, 2 * ((w - 1) / 2 + now),
-                              memory_order_relaxed);
-    }
+}
+
+/* This thread's inline counters for pool exec (probe.h). */
+static _Atomic uint64_t *
+counts_for(const void *exec)
+{
+    pool_cell_t *c = pool_cell(exec);
+    return c != NULL ? c->ctr : NULL;
 }
 
 static const weft__probe_sink_t sink = {
@@ -401,6 +474,7 @@ static const weft__probe_sink_t sink = {
     .task_begin = on_task_begin,
     .task_end = on_task_end,
     .object_event = on_object,
+    .counts = counts_for,
 };
 
 static _Atomic uint32_t setup_state; /* 0 no, 1 attached, 2 failed */
@@ -412,6 +486,10 @@ setup(void)
     if (atomic_load_explicit(&setup_state, memory_order_relaxed) == 0) {
         bool ok = pthread_key_create(&exit_key, block_release) == 0 &&
                   weft__probe_attach(&sink, 0) == WEFT_OK;
+        if (ok) {
+            weft__probe_set_sample_mask(
+                atomic_load_explicit(&sample_every, memory_order_relaxed) - 1);
+        }
         atomic_store_explicit(&setup_state, ok ? 1u : 2u, memory_order_release);
     }
     spin_unlock(&reg_lock);
@@ -423,10 +501,47 @@ metrics_init(void)
 {
     setup();
     /* A constructor runs before the program starts threads. */
+    const char *every = // NOLINT(concurrency-mt-unsafe)
+        getenv("WEFT_METRICS_SAMPLE");
+    if (every != NULL && every[0] != '\0') {
+        char *end = NULL;
+        unsigned long n = strtoul(every, &end, 10);
+        if (end == every || *end != '\0' || n > SAMPLE_MAX ||
+            weft_metrics_set_sample((unsigned)n) != WEFT_OK) {
+            weft_log(WEFT_LOG_WARN,
+                     "WEFT_METRICS_SAMPLE=%s: not a number from 1 to %u; "
+                     "the sample stays one task in %u",
+                     every, SAMPLE_MAX, weft_metrics_sample());
+        }
+    }
     const char *env = getenv("WEFT_METRICS"); // NOLINT(concurrency-mt-unsafe)
     if (env != NULL && strcmp(env, "1") == 0) {
         weft_metrics_enable(true);
     }
+}
+
+int
+weft_metrics_set_sample(unsigned every)
+{
+    if (every == 0 || every > SAMPLE_MAX) {
+        return WEFT_EINVAL;
+    }
+    unsigned p = 1;
+    while (p * 2 <= every) {
+        p *= 2;
+    }
+    /* Under reg_lock: the rate and the probes' mask change together. */
+    spin_lock(&reg_lock);
+    atomic_store_explicit(&sample_every, p, memory_order_relaxed);
+    weft__probe_set_sample_mask(p - 1);
+    spin_unlock(&reg_lock);
+    return WEFT_OK;
+}
+
+unsigned
+weft_metrics_sample(void)
+{
+    return atomic_load_explicit(&sample_every, memory_order_relaxed);
 }
 
 void
@@ -437,10 +552,13 @@ weft_metrics_enable(bool on)
         return;
     }
     if (on) {
+        atomic_store_explicit(&on_at, weft_now(), memory_order_relaxed);
         atomic_fetch_add_explicit(&epoch, 1, memory_order_relaxed);
+    } else if (atomic_load_explicit(&enabled, memory_order_relaxed)) {
+        atomic_store_explicit(&off_at, weft_now(), memory_order_relaxed);
     }
     atomic_store_explicit(&enabled, on, memory_order_relaxed);
-    weft__probe_set_mask(&sink, on ? WEFT__PROBE_TASK : 0);
+    weft__probe_set_mask(&sink, on ? WEFT__PROBE_COUNT : 0);
 }
 
 bool
@@ -478,15 +596,25 @@ merge_pool(unsigned s, uint64_t ctr[NCTR], weft__hist_full_t hs[2],
             atomic_load_explicit(&c->gen, memory_order_acquire) != gen) {
             continue;
         }
-        for (unsigned k = 0; k < NCTR; k++) {
-            ctr[k] += atomic_load_explicit(&c->ctr[k], memory_order_relaxed);
+        /* Later events first, with acquire (the owner bumps counters
+         * with release, probe.h): a thread counts an unpark after its
+         * park and an end after its start, so the sums never show more
+         * unparks than parks or more ends than starts. */
+        for (unsigned k = NCTR; k-- > 0;) {
+            ctr[k] += atomic_load_explicit(&c->ctr[k], memory_order_acquire);
         }
         merge_hist(&hs[0], &c->wait);
         merge_hist(&hs[1], &c->run);
         int w = atomic_load_explicit(&c->worker, memory_order_relaxed);
         if (w >= 0 && (unsigned)w < nworkers && w < MAX_WORKERS) {
             int64_t bw = atomic_load_explicit(&c->busy_w, memory_order_relaxed);
-            int64_t tb = (bw & 1) != 0 ? (bw - 1) / 2 + now : bw / 2;
+            /* While collection is off an open spell ends when it went
+             * off (its end will not be seen). */
+            weft_time_t end =
+                atomic_load_explicit(&enabled, memory_order_relaxed)
+                    ? now
+                    : atomic_load_explicit(&off_at, memory_order_relaxed);
+            int64_t tb = busy_closed(bw, end);
             busy[w] += tb > 0 ? (uint64_t)tb : 0;
         }
     }
@@ -652,6 +780,8 @@ weft__metrics_take(weft__metrics_full_t *f)
     }
     weft_time_t now = weft_now();
     f->s->taken_at = now;
+    f->s->sample_every =
+        atomic_load_explicit(&sample_every, memory_order_relaxed);
     for (size_t i = 0; i < np; i++) {
         fill_pool(ps[i], &f->s->pools[i], &f->hist[2 * i], now);
     }

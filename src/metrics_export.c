@@ -306,6 +306,11 @@ weft_metrics_prometheus(char **out, size_t *len)
         return rc;
     }
     const weft_metrics_snapshot_t *s = f.s;
+    put(&b,
+        "# HELP weft_metrics_sample_every One task in this many is timed "
+        "for the latency histograms.\n# TYPE weft_metrics_sample_every "
+        "gauge\nweft_metrics_sample_every %u\n",
+        s->sample_every);
     size_t nc = sizeof(pool_counters) / sizeof(pool_counters[0]);
     for (size_t c = 0; c < nc; c++) {
         const pcounter_t *pc = &pool_counters[c];
@@ -330,8 +335,10 @@ weft_metrics_prometheus(char **out, size_t *len)
         }
     }
     prom_hist(&b, "weft_pool_queue_wait_seconds",
-              "Time from submit to start of a task.", s, f.hist, 0);
-    prom_hist(&b, "weft_pool_run_seconds", "Run time of a task.", s, f.hist, 1);
+              "Time from submit to start of a task (sampled tasks).", s, f.hist,
+              0);
+    prom_hist(&b, "weft_pool_run_seconds",
+              "Run time of a task (sampled tasks).", s, f.hist, 1);
     prom_queues(&b, s);
     prom_pipelines(&b, s);
     weft__metrics_full_free(&f);
@@ -422,8 +429,8 @@ weft_metrics_json(char **out, size_t *len)
         return rc;
     }
     const weft_metrics_snapshot_t *s = f.s;
-    put(&b, "{\"taken_at_ns\":%llu,\"pools\":[",
-        (unsigned long long)s->taken_at);
+    put(&b, "{\"taken_at_ns\":%llu,\"sample_every\":%u,\"pools\":[",
+        (unsigned long long)s->taken_at, s->sample_every);
     for (size_t i = 0; i < s->npools; i++) {
         put(&b, "%s", i ? "," : "");
         json_pool(&b, &s->pools[i]);

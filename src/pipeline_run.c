@@ -245,7 +245,9 @@ count(const weft_pipeline_t *p, size_t slot, _Atomic uint64_t *c, uint64_t v)
 static bool
 timing(uint64_t seq)
 {
-    return WEFT__PROBING(WEFT__PROBE_TASK) && seq % SAMPLE == 0;
+    /* COUNT: metrics are on; TASK: a trace or dumps. */
+    return WEFT__PROBING(WEFT__PROBE_TASK | WEFT__PROBE_COUNT) &&
+           seq % SAMPLE == 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -820,7 +822,8 @@ call_stage(weft_pipeline_t *p, unsigned s, weft__token_t *t, size_t slot)
     weft_time_t t0 = timed ? weft_now() : 0;
     uint64_t id = ((uint64_t)(s + 1) << 48) ^ t->seq;
     if (slice) {
-        weft__probe_task_begin(p, id, st->name, 0, (int)slot);
+        /* Not sampled: only the sinks that want every task see slices. */
+        weft__probe_task_begin(p, id, st->name, 0, (int)slot, false);
     }
     uint32_t n_in = t->n;
     uint64_t filtered = 0;
@@ -906,7 +909,7 @@ call_stage(weft_pipeline_t *p, unsigned s, weft__token_t *t, size_t slot)
               SAMPLE * (uint64_t)(weft_now() - t0));
     }
     if (slice) {
-        weft__probe_task_end(p, id, rc, (int)slot);
+        weft__probe_task_end(p, id, rc, (int)slot, false);
     }
     weft__stage_cell_t *cell = CELL(p, slot, s + 1);
     count(p, slot, &cell->in, n_in);

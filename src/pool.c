@@ -303,7 +303,7 @@ weft__pool_inject(weft__pool_t *p, const weft__job_t *job, bool priority,
     }
     if (rc == WEFT_OK) {
         weft__pool_wake_one(p);
-        WEFT__PROBE_POOL(p, WEFT__POOL_SUBMIT, -1);
+        WEFT__PROBE_SUBMIT(p, -1);
     } else if (rc == WEFT_EAGAIN || rc == WEFT_ETIMEDOUT) {
         WEFT__PROBE_POOL(p, WEFT__POOL_REJECT, -1);
     }
@@ -390,6 +390,7 @@ search_then_sleep(weft__worker_t *w)
         found_t x;
         if (find_work(w, &x)) {
             stop_searching(p, true);
+            WEFT__PROBE_POOL(p, WEFT__POOL_BUSY, (int)w->index);
             run_found(w, &x);
             return 1;
         }
@@ -450,11 +451,13 @@ search_then_sleep(weft__worker_t *w)
  * its sleep searches again, so that when it finds work it passes the
  * search on if work remains (stop_searching): one wake per submit then
  * reaches as many workers as there are jobs. Returns after running what
- * it found; false when the pool stops.
+ * it found; false when the pool stops. The worker is idle from here until
+ * it finds work (pool events IDLE and BUSY: metrics' utilisation).
  */
 static bool
 idle_wait(weft__worker_t *w)
 {
+    WEFT__PROBE_POOL(w->pool, WEFT__POOL_IDLE, (int)w->index);
     for (;;) {
         int r = search_then_sleep(w);
         if (r >= 0) {
@@ -469,6 +472,8 @@ worker_main(void *arg)
     weft__worker_t *w = arg;
     self_worker = w;
     weft__set_park_hook(park_hook);
+    /* Busy until it first finds no work (idle_wait). */
+    WEFT__PROBE_POOL(w->pool, WEFT__POOL_BUSY, (int)w->index);
     for (;;) {
         weft__frame_t *f = weft__deque_pop(&w->dq);
         if (f != NULL) {
@@ -688,7 +693,7 @@ pool_submit(weft_executor_t *ex, const weft__job_t *job,
             return WEFT_ENOMEM;
         }
         weft__pool_wake_one(p);
-        WEFT__PROBE_POOL(p, WEFT__POOL_SUBMIT, (int)w->index);
+        WEFT__PROBE_SUBMIT(p, (int)w->index);
         return WEFT_OK;
     }
     return weft__pool_inject(p, job, o->priority > 0, policy,
@@ -796,15 +801,21 @@ weft_pool_create(const weft_pool_opts_t *opts, weft_executor_t **out)
     memset(p, 0, sizeof(*p));
     unsigned started = 0;
     int rc = init_pool(p, o);
-    if (rc == WEFT_OK) {
-        rc = start_workers(p, &started);
-    }
     if (rc != WEFT_OK) {
         stop_workers(p, started);
         free_pool(p);
         return rc;
     }
+    /* Listed before its workers start, so observers see their first
+     * events (a worker may park before this function returns). */
     weft__probe_object_event(WEFT__OBJ_POOL, p, p->base.name, true);
+    rc = start_workers(p, &started);
+    if (rc != WEFT_OK) {
+        stop_workers(p, started);
+        weft__probe_object_event(WEFT__OBJ_POOL, p, p->base.name, false);
+        free_pool(p);
+        return rc;
+    }
     *out = &p->base;
     return WEFT_OK;
 }

@@ -24,6 +24,9 @@
 #define MAX_SINKS 4
 
 _Atomic uint32_t weft__probe_mask;
+_Atomic uint64_t weft__probe_sample_mask;
+_Atomic uint32_t weft__counts_gen = 1; /* the caches start at 0: a miss */
+_Thread_local weft__counts_cache_t weft__counts_cache;
 
 typedef struct sink_slot {
     const weft__probe_sink_t *sink;
@@ -91,6 +94,12 @@ weft__probe_set_mask(const weft__probe_sink_t *sink, uint32_t mask)
     spin_unlock(&sink_lock);
 }
 
+void
+weft__probe_set_sample_mask(uint64_t mask)
+{
+    atomic_store_explicit(&weft__probe_sample_mask, mask, memory_order_relaxed);
+}
+
 /* Iterate the sinks that want bit and have the callback. */
 #define FOR_SINKS(bit, cb, call)                                               \
     do {                                                                       \
@@ -108,21 +117,57 @@ weft__probe_set_mask(const weft__probe_sink_t *sink, uint32_t mask)
 void
 weft__probe_pool_event(const void *exec, weft__pool_ev_t ev, int worker)
 {
-    FOR_SINKS(WEFT__PROBE_TASK, pool_event, pool_event(exec, ev, worker));
+    FOR_SINKS(WEFT__PROBE_TASK | WEFT__PROBE_COUNT, pool_event,
+              pool_event(exec, ev, worker));
 }
 
+/* Task begin and end: every one for TASK sinks, the sampled ones for the
+ * counting sink. */
 void
 weft__probe_task_begin(const void *exec, uint64_t id, const char *label,
-                       weft_time_t queued_at, int worker)
+                       weft_time_t queued_at, int worker, bool sampled)
 {
-    FOR_SINKS(WEFT__PROBE_TASK, task_begin,
-              task_begin(exec, id, label, queued_at, worker));
+    FOR_SINKS(sampled ? WEFT__PROBE_TASK | WEFT__PROBE_COUNT : WEFT__PROBE_TASK,
+              task_begin,
+              task_begin(exec, id, label, queued_at, worker, sampled));
 }
 
 void
-weft__probe_task_end(const void *exec, uint64_t id, int code, int worker)
+weft__probe_task_end(const void *exec, uint64_t id, int code, int worker,
+                     bool sampled)
 {
-    FOR_SINKS(WEFT__PROBE_TASK, task_end, task_end(exec, id, code, worker));
+    FOR_SINKS(sampled ? WEFT__PROBE_TASK | WEFT__PROBE_COUNT : WEFT__PROBE_TASK,
+              task_end, task_end(exec, id, code, worker, sampled));
+}
+
+_Atomic uint64_t *
+weft__counts_lookup(const void *exec)
+{
+    /* The generation first: a change during the lookup leaves the cache
+     * stale, to be looked up again. */
+    uint32_t gen =
+        atomic_load_explicit(&weft__counts_gen, memory_order_acquire);
+    _Atomic uint64_t *c = NULL;
+    unsigned n = atomic_load_explicit(&nsinks, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) {
+        const weft__probe_sink_t *s = sinks[i].sink;
+        if ((atomic_load_explicit(&sinks[i].mask, memory_order_relaxed) &
+             WEFT__PROBE_COUNT) != 0 &&
+            s->counts != NULL) {
+            c = s->counts(exec);
+            break;
+        }
+    }
+    weft__counts_cache.exec = exec;
+    weft__counts_cache.counts = c;
+    weft__counts_cache.gen = gen;
+    return c;
+}
+
+void
+weft__probe_counts_changed(void)
+{
+    atomic_fetch_add_explicit(&weft__counts_gen, 1, memory_order_release);
 }
 
 void

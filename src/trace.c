@@ -276,21 +276,26 @@ record(unsigned type, unsigned kind, int worker, int code, uint64_t id,
 static void
 sink_pool(const void *exec, weft__pool_ev_t ev, int worker)
 {
+    if (ev == WEFT__POOL_IDLE || ev == WEFT__POOL_BUSY) {
+        return; /* the task slices show the busy spells */
+    }
     record(WEFT__TEV_POOL, (unsigned)ev, worker, 0, (uintptr_t)exec, 0, NULL);
 }
 
 static void
 sink_task_begin(const void *exec, uint64_t id, const char *label,
-                weft_time_t queued_at, int worker)
+                weft_time_t queued_at, int worker, bool sampled)
 {
     (void)exec;
+    (void)sampled; /* tracing times every task (WEFT__PROBE_TIMING) */
     record(WEFT__TEV_TASK_B, 0, worker, 0, id, (uint64_t)queued_at, label);
 }
 
 static void
-sink_task_end(const void *exec, uint64_t id, int code, int worker)
+sink_task_end(const void *exec, uint64_t id, int code, int worker, bool sampled)
 {
     (void)exec;
+    (void)sampled;
     record(WEFT__TEV_TASK_E, 0, worker, code, id, 0, NULL);
 }
 
@@ -398,7 +403,7 @@ weft_trace_start(const weft_trace_opts_t *opts)
     atomic_store_explicit(&active, 1, memory_order_seq_cst);
     /* POOL events come with the TASK mask. */
     weft__probe_set_mask(&sink, WEFT__PROBE_TASK | WEFT__PROBE_WAIT |
-                                    WEFT__PROBE_SLICE);
+                                    WEFT__PROBE_TIMING | WEFT__PROBE_SLICE);
 out:
     weft__trace_unlock();
     return rc;
@@ -647,7 +652,8 @@ const char *
 weft__trace_pool_name(unsigned ev)
 {
     static const char *const names[WEFT__POOL_EVS] = {
-        "submit", "reject", "steal", "park", "unpark", "cancel"};
+        "submit", "reject", "steal", "park",
+        "unpark", "cancel", "idle",  "busy"};
     return ev < WEFT__POOL_EVS ? names[ev] : "pool";
 }
 

@@ -7,9 +7,17 @@
  *
  * Collection is off by default and then costs nothing beyond the probes'
  * one predicted branch. Enabled (weft_metrics_enable(true), or the
- * environment variable WEFT_METRICS=1 at startup), every task costs three
- * clock reads and a few uncontended stores into the running thread's own
- * cells; readers merge the cells of all threads.
+ * environment variable WEFT_METRICS=1 at startup), every task costs a few
+ * uncontended stores into the submitting and the running thread's own
+ * cells (the counters are exact); readers merge the cells of all threads.
+ * Clock reads are kept off the per-task path: only one task in
+ * weft_metrics_sample() (64 by default; weft_metrics_set_sample, or
+ * WEFT_METRICS_SAMPLE=<n> at startup) is timed, with three clock reads
+ * (submit, start, end), so the latency histograms count sampled tasks
+ * only: their sums and quantiles are unbiased estimates of all tasks'
+ * (multiply counts and sums by the rate, which snapshots and exports
+ * carry). Utilisation reads the clock twice per busy spell of a worker
+ * (from finding work to finding none), not per task.
  *
  * The library registers its probe sink when it is loaded (a constructor),
  * so pools and queues created before collection is enabled are listed
@@ -31,9 +39,11 @@
 extern "C" {
 #endif
 
-/* Latency histogram summary (ns). Quantiles are upper bounds of the
- * log-linear bucket holding them (8 buckets per power of two: within
- * 12.5%); max is exact. All 0 when count is 0. */
+/* Latency histogram summary (ns) of the sampled tasks (see above: count
+ * and sum_ns times the snapshot's sample_every estimate all tasks').
+ * Quantiles are upper bounds of the log-linear bucket holding them (8
+ * buckets per power of two: within 12.5%); max is the exact maximum of
+ * the sample. All 0 when count is 0. */
 typedef struct weft_metrics_hist {
     uint64_t count;
     uint64_t sum_ns;
@@ -60,10 +70,14 @@ typedef struct weft_metrics_pool {
     unsigned running;     /* workers awake (running or searching) */
     unsigned idle;        /* workers parked */
     unsigned lane_threads;
-    /* Histograms: queue wait (submit to start) and run time. */
+    /* Histograms of the sampled tasks: queue wait (submit to start) and
+     * run time. */
     weft_metrics_hist_t wait, run;
     /* Busy share of each worker (0..1) over the window ending now (see
-     * weft_metrics_snapshot); workers entries. */
+     * weft_metrics_snapshot); workers entries. A worker is busy from the
+     * moment it finds work until it finds none (running tasks, including
+     * tasks that block, and the moves between them), idle while it
+     * searches and sleeps. */
     double *utilisation;
     double window_s; /* the window's length */
 } weft_metrics_pool_t;
@@ -78,6 +92,10 @@ typedef struct weft_metrics_queue {
 
 typedef struct weft_metrics_snapshot {
     weft_time_t taken_at;
+    /* One task in sample_every is timed (weft_metrics_sample() when the
+     * snapshot was taken): histogram counts and sums times this estimate
+     * all tasks'. */
+    unsigned sample_every;
     size_t npools, nqueues;
     weft_metrics_pool_t *pools;
     weft_metrics_queue_t *queues;
@@ -96,6 +114,22 @@ WEFT_API void weft_metrics_enable(bool on);
 
 /* weft_metrics_enabled: whether collection is on. Any thread. */
 WEFT_API bool weft_metrics_enabled(void);
+
+/*
+ * weft_metrics_set_sample: time one task in `every` (1: every task) for
+ * the latency histograms, from the tasks submitted after the call on
+ * (process-wide). every is rounded down to a power of two (the sample is
+ * the tasks whose per-thread submit count is a multiple of it). Counters
+ * and utilisation are not sampled. Samples already in the histograms
+ * stay: a reader scaling counts by the rate should set it before the
+ * tasks it measures. Returns WEFT_OK, or WEFT_EINVAL when every is 0 or
+ * above 65536 (nothing changed). Any thread.
+ */
+WEFT_API WEFT_NODISCARD int weft_metrics_set_sample(unsigned every);
+
+/* weft_metrics_sample: the sample rate in effect (one task in this many is
+ * timed; 64 unless set). Any thread. */
+WEFT_API unsigned weft_metrics_sample(void);
 
 /*
  * weft_metrics_snapshot: merge every thread's cells into a new snapshot of

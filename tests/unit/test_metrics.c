@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests for metrics: exact counters for known workloads, histogram
- * bucket arithmetic and known sleeps, utilisation, slot reuse, zero cost
- * when disabled, and the Prometheus and JSON exports checked line by line
- * (JSON also by Python's parser when python3 is present).
+ * bucket arithmetic and known sleeps, the timing sample (exact sample
+ * counts, with and without a trace), utilisation (also across a turn on
+ * and off), slot reuse, zero cost when disabled, and the Prometheus and
+ * JSON exports checked line by line (JSON also by Python's parser when
+ * python3 is present).
  */
 #include "testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <weft/trace.h>
 
 #include "metrics_impl.h"
 #include "probe.h"
@@ -88,10 +92,13 @@ finish_pool(weft_executor_t *ex)
     assert_int_equal(weft_executor_shutdown(ex, true, false), WEFT_OK);
 }
 
+/* Every task timed: the histogram counts below are exact (the sampled
+ * case has its own test). */
 static int
 setup_enabled(void **state)
 {
     (void)state;
+    assert_int_equal(weft_metrics_set_sample(1), WEFT_OK);
     weft_metrics_enable(true);
     return 0;
 }
@@ -303,7 +310,8 @@ test_slot_reuse_and_disable(void **state)
     weft_metrics_enable(false);
     assert_false(weft_metrics_enabled());
     assert_int_equal(atomic_load(&weft__probe_mask) &
-                         (WEFT__PROBE_TASK | WEFT__PROBE_QUEUE),
+                         (WEFT__PROBE_TASK | WEFT__PROBE_QUEUE |
+                          WEFT__PROBE_COUNT | WEFT__PROBE_TIMING),
                      0);
     for (int i = 0; i < 100; i++) {
         assert_int_equal(
@@ -427,6 +435,154 @@ test_utilisation(void **state)
     weft_metrics_snapshot_free(s);
     finish_pool(ex);
     weft_executor_destroy(ex);
+}
+
+/* One worker runs a task that holds it (an event) across a turn on or off
+ * of collection: its busy spell still counts from the turn on, or up to
+ * the turn off. */
+static void
+test_utilisation_across_enable(void **state)
+{
+    (void)state;
+    weft_executor_t *ex = mk_pool("m-util-on", 1, 0, WEFT_SUBMIT_DEFAULT);
+    weft_event_t started, go;
+    weft_event_init(&started);
+    weft_event_init(&go);
+    weft_event_t *evs[2] = {&started, &go};
+    /* Busy since before the turn on. */
+    weft_metrics_enable(false);
+    weft_future_t *f = NULL;
+    assert_int_equal(weft_executor_submit(ex, wait_event_task, evs, NULL, &f),
+                     WEFT_OK);
+    assert_int_equal(weft_event_wait(&started), WEFT_OK);
+    weft_metrics_enable(true);
+    weft_metrics_snapshot_t *s = NULL;
+    (void)pool_metrics("m-util-on"); /* start a window */
+    assert_int_equal(weft_sleep_for(60 * WEFT_MSEC), WEFT_OK);
+    weft_event_set(&go);
+    assert_int_equal(weft_future_wait(f), WEFT_OK);
+    weft_future_release(f);
+    assert_int_equal(weft_sleep_for(20 * WEFT_MSEC), WEFT_OK); /* idle now */
+    assert_int_equal(weft_metrics_snapshot(&s), WEFT_OK);
+    for (size_t i = 0; i < s->npools; i++) {
+        if (strcmp(s->pools[i].name, "m-util-on") == 0) {
+            double u = s->pools[i].utilisation[0], win = s->pools[i].window_s;
+            printf("turn on: window %.3f s, busy %.3f\n", win, u);
+            assert_true(u * win >= 0.059);
+            /* ... and idle after the task: at most the window minus the
+             * 20 ms sleep (plus scheduling slack). */
+            assert_true(u * win <= win - 0.015);
+        }
+    }
+    weft_metrics_snapshot_free(s);
+    /* Busy across a turn off: counted up to it, not beyond. */
+    weft_event_clear(&started);
+    weft_event_clear(&go);
+    assert_int_equal(weft_executor_submit(ex, wait_event_task, evs, NULL, &f),
+                     WEFT_OK);
+    assert_int_equal(weft_event_wait(&started), WEFT_OK);
+    (void)pool_metrics("m-util-on"); /* start a window */
+    weft_time_t t0 = weft_now();
+    assert_int_equal(weft_sleep_for(30 * WEFT_MSEC), WEFT_OK);
+    weft_metrics_enable(false);
+    weft_time_t off = weft_now();
+    assert_int_equal(weft_sleep_for(60 * WEFT_MSEC), WEFT_OK);
+    assert_int_equal(weft_metrics_snapshot(&s), WEFT_OK);
+    for (size_t i = 0; i < s->npools; i++) {
+        if (strcmp(s->pools[i].name, "m-util-on") == 0) {
+            double u = s->pools[i].utilisation[0], win = s->pools[i].window_s;
+            double busy = u * win, upto = (double)(off - t0) / 1e9;
+            printf("turn off: window %.3f s, busy %.3f s of %.3f s on\n", win,
+                   busy, upto);
+            assert_true(busy >= 0.029);
+            assert_true(busy <= upto + 0.005); /* not the 60 ms after */
+        }
+    }
+    weft_metrics_snapshot_free(s);
+    weft_metrics_enable(true);
+    weft_event_set(&go);
+    assert_int_equal(weft_future_wait(f), WEFT_OK);
+    weft_future_release(f);
+    finish_pool(ex);
+    weft_executor_destroy(ex);
+    weft_event_fini(&started);
+    weft_event_fini(&go);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The timing sample                                                         */
+
+/* Tasks submitted by this thread, ids counted per thread: any run of
+ * 16 * k of them holds exactly k multiples of 16. */
+static void
+submit_counted(weft_executor_t *ex, int n, _Atomic uint64_t *ran)
+{
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(
+            weft_executor_submit(ex, count_task, (void *)ran, NULL, NULL),
+            WEFT_OK);
+    }
+}
+
+static void
+test_sample_rate(void **state)
+{
+    (void)state;
+    assert_int_equal(weft_metrics_sample(), 1); /* set by the group setup */
+    assert_int_equal(weft_metrics_set_sample(0), WEFT_EINVAL);
+    assert_int_equal(weft_metrics_set_sample(65537), WEFT_EINVAL);
+    assert_int_equal(weft_metrics_sample(), 1);
+    assert_int_equal(weft_metrics_set_sample(17), WEFT_OK); /* rounded down */
+    assert_int_equal(weft_metrics_sample(), 16);
+    assert_int_equal(atomic_load(&weft__probe_sample_mask), 15);
+    enum { N = 1600 };
+    _Atomic uint64_t ran = 0;
+    weft_executor_t *ex = mk_pool("m-sample", 2, 0, WEFT_SUBMIT_DEFAULT);
+    submit_counted(ex, N, &ran);
+    finish_pool(ex);
+    assert_int_equal(atomic_load(&ran), N);
+    weft_metrics_pool_t p = pool_metrics("m-sample");
+    /* Counters exact; histograms count the sample. */
+    assert_int_equal(p.submitted, N);
+    assert_int_equal(p.started, N);
+    assert_int_equal(p.completed, N);
+    assert_int_equal(p.run.count, N / 16);
+    assert_int_equal(p.wait.count, N / 16);
+    weft_metrics_snapshot_t *s = NULL;
+    assert_int_equal(weft_metrics_snapshot(&s), WEFT_OK);
+    assert_int_equal(s->sample_every, 16);
+    weft_metrics_snapshot_free(s);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(weft_metrics_prometheus(&text, &len), WEFT_OK);
+    assert_non_null(strstr(text, "\nweft_metrics_sample_every 16\n"));
+    assert_non_null(
+        strstr(text, "weft_pool_run_seconds_count{pool=\"m-sample\"} 100\n"));
+    free(text);
+    assert_int_equal(weft_metrics_json(&text, &len), WEFT_OK);
+    assert_non_null(strstr(text, "\"sample_every\":16,"));
+    free(text);
+    weft_executor_destroy(ex);
+
+    /* A trace times every task; the metrics sample stays one in 16. */
+    weft_trace_opts_t to = WEFT_TRACE_OPTS_INIT;
+    to.ring_events = 1u << 16;
+    assert_int_equal(weft_trace_start(&to), WEFT_OK);
+    ex = mk_pool("m-smp-tr", 2, 0, WEFT_SUBMIT_DEFAULT);
+    submit_counted(ex, N, &ran);
+    finish_pool(ex);
+    weft_trace_stop();
+    assert_int_equal(weft_trace_dropped(), 0);
+    /* A submit, a begin and an end of each task at least. */
+    assert_true(weft_trace_events() >= 3 * (uint64_t)N);
+    p = pool_metrics("m-smp-tr");
+    assert_int_equal(p.submitted, N);
+    assert_int_equal(p.completed, N);
+    assert_int_equal(p.run.count, N / 16);
+    assert_int_equal(p.wait.count, N / 16);
+    weft_executor_destroy(ex);
+    assert_int_equal(weft_metrics_set_sample(1), WEFT_OK);
+    assert_int_equal(atomic_load(&weft__probe_sample_mask), 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -637,6 +793,8 @@ main(void)
         cmocka_unit_test(test_slot_reuse_and_disable),
         cmocka_unit_test(test_histogram_sleeps),
         cmocka_unit_test(test_utilisation),
+        cmocka_unit_test(test_utilisation_across_enable),
+        cmocka_unit_test(test_sample_rate),
         cmocka_unit_test(test_prometheus_text),
         cmocka_unit_test(test_json_valid),
     };
