@@ -501,8 +501,8 @@ metrics_init(void)
 {
     setup();
     /* A constructor runs before the program starts threads. */
-    const char *every = // NOLINT(concurrency-mt-unsafe)
-        getenv("WEFT_METRICS_SAMPLE");
+    const char *every =
+        getenv("WEFT_METRICS_SAMPLE"); // NOLINT(concurrency-mt-unsafe)
     if (every != NULL && every[0] != '\0') {
         char *end = NULL;
         unsigned long n = strtoul(every, &end, 10);

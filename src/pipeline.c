@@ -159,7 +159,7 @@ prepare(weft_pipeline_t *p)
                     st->cfg.batch_max > 1 &&
                     (st->cfg.ordered || !st->order_after);
         if (st->cfg.ordered) {
-            st->ring = weft__calloc(n, sizeof(*st->ring));
+            st->ring = weft__calloc(n, sizeof(weft__token_t *));
             if (st->ring == NULL) {
                 return WEFT_ENOMEM;
             }

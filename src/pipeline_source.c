@@ -43,6 +43,14 @@ typedef struct lines {
     size_t cap;
 } lines_t;
 
+/* strerror, thread-safe (the message goes into a per-thread buffer). */
+static const char *
+errtext(int err)
+{
+    static _Thread_local char buf[128];
+    return strerror_r(err, buf, sizeof(buf)); /* GNU: may return another */
+}
+
 static int
 lines_source(void *ctx, void **item)
 {
@@ -55,7 +63,7 @@ lines_source(void *ctx, void **item)
         if (l->f == NULL) {
             l->failed = true;
             return weft_stage_fail(WEFT_ESYS, "cannot open %s: %s", l->path,
-                                   strerror(errno));
+                                   errtext(errno));
         }
     }
     errno = 0;
@@ -64,7 +72,7 @@ lines_source(void *ctx, void **item)
         if (ferror(l->f)) {
             l->failed = true;
             return weft_stage_fail(WEFT_ESYS, "cannot read %s: %s", l->path,
-                                   strerror(errno != 0 ? errno : EIO));
+                                   errtext(errno != 0 ? errno : EIO));
         }
         return WEFT_ECLOSED;
     }
