@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <weft/thread.h>
+
 #include "future_impl.h"
 #include "mutex_impl.h"
 #include "pipeline_impl.h"
@@ -181,6 +183,7 @@ prepare(weft_pipeline_t *p)
     memset(p->cells, 0, p->nslots * p->cell_stride);
     for (size_t k = 0; k < p->nslots; k++) {
         atomic_init(weft__pipe_free_stack(p, k), NULL);
+        atomic_init(&weft__pipe_slot_of(p, k)->inside, 0);
     }
     for (size_t i = n; i-- > 0;) {
         weft__token_t *t = &p->tokens[i];
@@ -209,8 +212,14 @@ weft_pipeline_start(weft_pipeline_t *p, weft_future_t **out)
     p->started_at = weft_now();
     atomic_store_explicit(&p->state, WEFT__PIPE_RUNNING, memory_order_release);
     weft__probe_object_event(WEFT__OBJ_PIPELINE, p, p->name, true);
+    /* The caller's reference first: once launched, the run may end (and
+     * p be destroyed by a waiter) at any time. */
+    weft_future_t *mine = out != NULL ? weft_future_retain(p->fut) : NULL;
     rc = weft__pipe_launch(p);
     if (rc != WEFT_OK) {
+        if (mine != NULL) {
+            weft_future_release(mine);
+        }
         weft__probe_object_event(WEFT__OBJ_PIPELINE, p, p->name, false);
         int frc = weft_promise_set_failure(p->fut, rc, "%s: cannot start: %s",
                                            p->name, weft_strerror(rc));
@@ -220,7 +229,7 @@ weft_pipeline_start(weft_pipeline_t *p, weft_future_t **out)
         return rc;
     }
     if (out != NULL) {
-        *out = weft_future_retain(p->fut);
+        *out = mine;
     }
     return WEFT_OK;
 }
@@ -263,21 +272,20 @@ weft_pipeline_cancel(weft_pipeline_t *p)
     if (p == NULL) {
         return;
     }
-    /* Take a reference unless the run has ended (live 0) or not begun. */
-    size_t live = atomic_load_explicit(&p->live, memory_order_acquire);
-    do {
-        if (live == 0) {
-            if (building(p)) {
-                atomic_store_explicit(&p->cancelled, 1, memory_order_release);
-            }
-            return;
-        }
-    } while (!atomic_compare_exchange_weak_explicit(
-        &p->live, &live, live + 1, memory_order_acq_rel, memory_order_acquire));
-    weft__pipe_cancel(p, true, WEFT_ECANCELED, NULL, 0, NULL);
-    if (atomic_fetch_sub_explicit(&p->live, 1, memory_order_acq_rel) == 1) {
-        weft__pipe_finish(p);
+    if (building(p)) {
+        /* Not started: the run will stop at once. */
+        atomic_store_explicit(&p->cancelled, 1, memory_order_release);
+        return;
     }
+    size_t slot = weft__pipe_slot(p);
+    weft__pipe_enter(p, slot);
+    /* seq_cst, after the enter: a run that ended before it is seen as
+     * ended (and left alone); one that ends later waits for our leave. */
+    if (atomic_load_explicit(&p->state, memory_order_seq_cst) !=
+        WEFT__PIPE_FINISHED) {
+        weft__pipe_cancel(p, true, WEFT_ECANCELED, NULL, 0, NULL);
+    }
+    weft__pipe_leave(p, slot);
 }
 
 const char *
@@ -400,6 +408,13 @@ weft_pipeline_destroy(weft_pipeline_t *p)
     }
     if (!building(p) && p->fut != NULL) {
         wait_end(p);
+        /* Threads that ended the run may still be on their way out. */
+        for (size_t k = 0; k < p->nslots; k++) {
+            while (atomic_load_explicit(&weft__pipe_slot_of(p, k)->inside,
+                                        memory_order_acquire) != 0) {
+                weft_thread_yield();
+            }
+        }
         weft__probe_object_event(WEFT__OBJ_PIPELINE, p, p->name, false);
     }
     if (p->source_fini != NULL) {

@@ -101,9 +101,8 @@ struct weft_pipeline {
 
     /* Flow control: tokens admitted and not retired. */
     WEFT__ALIGNED_CL _Atomic size_t in_flight;
-    /* Lifetime: tokens alive + 1 while the source is not done + callers
-     * inside cancel. The pipeline finishes when it reaches 0. */
-    WEFT__ALIGNED_CL _Atomic size_t live;
+    /* Set once by the thread that ends the run (see pipeline_run.c). */
+    _Atomic uint32_t finishing;
     /* The source: at most one thread runs it (owner of running). */
     WEFT__ALIGNED_CL _Atomic uint32_t source_running;
     _Atomic uint32_t source_done;
@@ -125,11 +124,25 @@ struct weft_pipeline {
     weft__cancel_t *worker_tokens; /* one per worker (running calls) */
 };
 
-/* The free-token stack of cell slot k. */
+/* Per cell slot, on a cache line of its own: the free-token stack the
+ * slot's thread pushes to, and how many times that thread is inside the
+ * pipeline's code now (destroy waits for every count to be 0). Slot
+ * `workers` is shared by all other threads (atomic read-modify-writes). */
+typedef struct weft__pipe_slot {
+    _Atomic(weft__token_t *) free;
+    _Atomic uint32_t inside;
+} weft__pipe_slot_t;
+
+static inline weft__pipe_slot_t *
+weft__pipe_slot_of(const weft_pipeline_t *p, size_t slot)
+{
+    return (weft__pipe_slot_t *)(void *)(p->free_stacks + slot * 64u);
+}
+
 static inline _Atomic(weft__token_t *) *
 weft__pipe_free_stack(const weft_pipeline_t *p, size_t slot)
 {
-    return (_Atomic(weft__token_t *) *)(void *)(p->free_stacks + slot * 64u);
+    return &weft__pipe_slot_of(p, slot)->free;
 }
 
 /* Cells of stage s (0: source, 1..nstages) for thread slot k. */
@@ -141,6 +154,10 @@ weft__pipe_cell(const weft_pipeline_t *p, size_t slot, unsigned s)
 
 /* Engine (pipeline_run.c). */
 int weft__pipe_launch(weft_pipeline_t *p);
+/* Enter / leave the pipeline's code from the calling thread (slot as from
+ * weft__pipe_slot); nests. */
+void weft__pipe_enter(weft_pipeline_t *p, size_t slot);
+void weft__pipe_leave(weft_pipeline_t *p, size_t slot);
 void weft__pipe_finish(weft_pipeline_t *p);
 void weft__pipe_cancel(weft_pipeline_t *p, bool external, int code,
                        const char *stage, uint64_t seq, const char *msg);

@@ -37,12 +37,20 @@
  * decrement, or the finisher sees the stop. Restarting at low water rather
  * than at every finish lets the source refill in bursts.
  *
- * Lifetime. live counts tokens' spans + 1 while the source is not done +
- * 1 per thread inside weft_pipeline_cancel. A thread touches the pipeline
- * only while it holds one of these; the thread whose decrement reaches 0
- * finishes the run (completes the future) and touches nothing afterwards.
- * The source is done (source_done) when it ended, failed or saw the
- * cancellation; only the thread holding source_running sets it.
+ * Lifetime and the end. The run ends when no token is in flight and the
+ * source is done (source_done, set only by the holder of source_running
+ * when the source ended, failed or saw the cancellation). The last token
+ * to finish decrements in_flight to 0 and then reads source_done; the
+ * source sets source_done and then reads in_flight (seq_cst both): one of
+ * them sees both conditions (maybe both do: an exchange of `finishing`
+ * elects who completes the future). Threads may still be in the
+ * pipeline's code afterwards (the one that ended it, a canceller): every
+ * thread counts itself in its slot's `inside` while it is (slot counters
+ * on cache lines of their own, written by their own thread), and destroy
+ * waits for every count to be 0 before it frees anything. A thread enters
+ * before it can take part in the run (a carrier before its token is
+ * retired, the source before it sets source_done), so destroy, which
+ * waits for the end first, sees its count.
  *
  * Cancellation. cancelled is set once (first failure, weft_pipeline_cancel
  * or a cancel of the future). Then every worker's token and the source's
@@ -320,7 +328,7 @@ sweep_stage(weft_pipeline_t *p, unsigned s)
 
 static void source_finish(weft_pipeline_t *p);
 
-/* The caller holds a reference in live. */
+/* The caller is inside (weft__pipe_enter). */
 void
 weft__pipe_cancel(weft_pipeline_t *p, bool external, int code,
                   const char *stage, uint64_t seq, const char *msg)
@@ -362,7 +370,7 @@ weft__pipe_cancel(weft_pipeline_t *p, bool external, int code,
 }
 
 /* Whether the run is cancelled; a cancel of its future cancels it here.
- * The caller holds a reference. */
+ * The caller is inside. */
 static bool
 check_cancel(weft_pipeline_t *p)
 {
@@ -400,7 +408,8 @@ weft__pipe_finish(weft_pipeline_t *p)
     char *msg = p->fail_msg != NULL ? weft__strndup(p->fail_msg, 2048) : NULL;
     weft_mutex_unlock(&p->fail_mu);
     weft_future_t *f = weft_future_retain(p->fut);
-    atomic_store_explicit(&p->state, WEFT__PIPE_FINISHED, memory_order_release);
+    /* seq_cst: weft_pipeline_cancel reads it after entering. */
+    atomic_store_explicit(&p->state, WEFT__PIPE_FINISHED, memory_order_seq_cst);
     /* From here on p may be freed by a thread that waited for f. */
     if (external) {
         (void)weft__future_set_cancelled(f);
@@ -416,10 +425,39 @@ weft__pipe_finish(weft_pipeline_t *p)
     weft_future_release(f);
 }
 
-static void
-unref(weft_pipeline_t *p, size_t n)
+void
+weft__pipe_enter(weft_pipeline_t *p, size_t slot)
 {
-    if (atomic_fetch_sub_explicit(&p->live, n, memory_order_acq_rel) == n) {
+    _Atomic uint32_t *c = &weft__pipe_slot_of(p, slot)->inside;
+    if (slot < p->workers) { /* the slot's own thread: no RMW needed */
+        atomic_store_explicit(c,
+                              atomic_load_explicit(c, memory_order_relaxed) + 1,
+                              memory_order_seq_cst);
+    } else {
+        atomic_fetch_add_explicit(c, 1, memory_order_seq_cst);
+    }
+}
+
+void
+weft__pipe_leave(weft_pipeline_t *p, size_t slot)
+{
+    _Atomic uint32_t *c = &weft__pipe_slot_of(p, slot)->inside;
+    /* Release: the last touch of p; destroy reads it with acquire. */
+    if (slot < p->workers) {
+        atomic_store_explicit(c,
+                              atomic_load_explicit(c, memory_order_relaxed) - 1,
+                              memory_order_release);
+    } else {
+        atomic_fetch_sub_explicit(c, 1, memory_order_release);
+    }
+}
+
+/* Both end conditions were seen: end the run unless another thread that
+ * saw them too got there first. */
+static void
+try_finish(weft_pipeline_t *p)
+{
+    if (atomic_exchange_explicit(&p->finishing, 1, memory_order_acq_rel) == 0) {
         weft__pipe_finish(p);
     }
 }
@@ -453,8 +491,12 @@ source_go(weft_pipeline_t *p, bool inline_ok)
 static void
 source_finish(weft_pipeline_t *p)
 {
-    atomic_store_explicit(&p->source_done, 1, memory_order_release);
-    unref(p, 1); /* the source's reference: may end the run */
+    /* seq_cst store, then seq_cst load: against the last token's
+     * decrement of in_flight and its load of source_done. */
+    atomic_store_explicit(&p->source_done, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&p->in_flight, memory_order_seq_cst) == 0) {
+        try_finish(p);
+    }
 }
 
 static int spawn_carrier(weft_pipeline_t *p, weft__token_t *t);
@@ -501,13 +543,12 @@ send_batch(weft_pipeline_t *p, weft__token_t **batch, size_t n, size_t slot)
 static void
 source_loop(weft_pipeline_t *p)
 {
-    /* A reference of our own: once we give source_running up, the source's
-     * reference is no longer ours (the next holder may end the run), yet
-     * we still read p to decide whether to take it back. The caller holds
-     * source_running, so p is alive here. */
-    atomic_fetch_add_explicit(&p->live, 1, memory_order_relaxed);
-    weft__cancel_t *outer = weft__cancel_enter(&p->source_token);
+    /* Counted inside: once we give source_running up, another thread may
+     * end the run, yet we still read p to decide whether to take it back.
+     * The caller holds source_running, so the run has not ended yet. */
     size_t slot = weft__pipe_slot(p);
+    weft__pipe_enter(p, slot);
+    weft__cancel_t *outer = weft__cancel_enter(&p->source_token);
     /* Batches keep a worker's own deque in source order; a blocking source
      * sends each item at once (it may wait long for the next one, and its
      * carriers queue first in, first out anyway). */
@@ -535,7 +576,6 @@ source_loop(weft_pipeline_t *p)
         }
         size_t k = n_max - cur; /* only the source raises in_flight */
         atomic_fetch_add_explicit(&p->in_flight, k, memory_order_seq_cst);
-        atomic_fetch_add_explicit(&p->live, k, memory_order_relaxed);
         size_t made = 0, nbatch = 0;
         weft__token_t *batch[SOURCE_BATCH];
         bool end = false;
@@ -574,8 +614,6 @@ source_loop(weft_pipeline_t *p)
             size_t unused = k - made;
             atomic_fetch_sub_explicit(&p->in_flight, unused,
                                       memory_order_seq_cst);
-            /* Never the last reference: the source holds its own. */
-            atomic_fetch_sub_explicit(&p->live, unused, memory_order_relaxed);
         }
         if (end) {
             source_finish(p);
@@ -583,11 +621,12 @@ source_loop(weft_pipeline_t *p)
         }
     }
     weft__cancel_enter(outer);
-    unref(p, 1); /* may end the run: the last use of p */
+    weft__pipe_leave(p, slot); /* the last use of p */
 }
 
 /* A token finished (or was dropped): recycle it, restart the source if it
- * waits for room, release the token's references (may end the run). */
+ * waits for room, end the run if this was the last one. The caller is
+ * inside. */
 static void
 retire(weft_pipeline_t *p, weft__token_t *t)
 {
@@ -603,16 +642,23 @@ retire(weft_pipeline_t *p, weft__token_t *t)
         if (atomic_compare_exchange_strong_explicit(&p->source_running, &idle,
                                                     1, memory_order_seq_cst,
                                                     memory_order_seq_cst)) {
-            /* Our token's references keep p alive across the source. */
             int rc = source_go(p, true);
             if (rc != WEFT_OK) {
                 weft__pipe_cancel(p, false, rc, "source", p->next_seq,
                                   "cannot queue the source on the pool");
                 source_finish(p);
             }
+            /* `left` is stale now (the source may have admitted more).
+             * The source was not done when we took it over (only its
+             * holder sets source_done), and whoever set it since checked
+             * in_flight itself (source_finish). */
+            return;
         }
     }
-    unref(p, span);
+    if (left == 0 &&
+        atomic_load_explicit(&p->source_done, memory_order_seq_cst) != 0) {
+        try_finish(p);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -930,6 +976,7 @@ static void
 carry(weft_pipeline_t *p, weft__token_t *t)
 {
     size_t slot = weft__pipe_slot(p);
+    weft__pipe_enter(p, slot);
     weft__cancel_t *outer =
         weft__cancel_enter(slot < p->workers ? &p->worker_tokens[slot] : NULL);
     bool admitted = false;
@@ -943,7 +990,7 @@ carry(weft_pipeline_t *p, weft__token_t *t)
             s = t->stage = p->nstages;
         }
         if (s >= p->nstages) {
-            retire(p, t); /* may end the run: touch nothing after */
+            retire(p, t);
             break;
         }
         weft__stage_rt_t *st = &p->stages[s];
@@ -996,6 +1043,7 @@ carry(weft_pipeline_t *p, weft__token_t *t)
         admitted = true;
     }
     weft__cancel_enter(outer);
+    weft__pipe_leave(p, slot);
 }
 
 static void *
@@ -1019,11 +1067,6 @@ spawn_carrier(weft_pipeline_t *p, weft__token_t *t)
 int
 weft__pipe_launch(weft_pipeline_t *p)
 {
-    atomic_store_explicit(&p->live, 1, memory_order_relaxed); /* source */
     atomic_store_explicit(&p->source_running, 1, memory_order_relaxed);
-    int rc = source_go(p, false);
-    if (rc != WEFT_OK) {
-        atomic_store_explicit(&p->live, 0, memory_order_relaxed);
-    }
-    return rc;
+    return source_go(p, false);
 }
