@@ -32,8 +32,8 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 /*
  * DESIGN
  * Stage functions run on pool workers, where cmocka must not assert: they
- * count problems with wt_pipe_report (keeping the first message) and the test thread
- * checks after the future completed. Exactly-once is a per-item counter
+ * count problems with wt_pipe_report (keeping the first message) and the test
+ * thread checks after the future completed. Exactly-once is a per-item counter
  * (fetch_add must see 0); order is a strictly increasing key at each
  * ordered stage; concurrency is a counter of calls running and its
  * maximum. Memory: in sanitizer builds the allocator's own count of live
@@ -461,22 +461,14 @@ test_bounded_memory(void **state)
     m->n = n;
     weft_pipeline_t *p = wt_pipe_create(ex, "memory", WINDOW);
     assert_int_equal(weft_pipeline_source(p, mem_src, m), WEFT_OK);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "touch";
-    a.fn = mem_touch;
-    a.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t a =
+        wt_pipe_map_stage("touch", mem_touch, NULL, WEFT_STAGE_PARALLEL);
     a.drop = mem_drop;
     wt_pipe_add(p, &a);
-    weft_stage_t b = WEFT_STAGE_INIT;
-    b.name = "again";
-    b.fn = mem_touch;
-    b.parallel = 2;
+    weft_stage_t b = wt_pipe_map_stage("again", mem_touch, NULL, 2);
     b.drop = mem_drop;
     wt_pipe_add(p, &b);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "free";
-    k.fn = mem_sink;
-    k.ctx = m;
+    weft_stage_t k = wt_pipe_map_stage("free", mem_sink, m, 1);
     k.ordered = true;
     k.drop = mem_drop;
     wt_pipe_add(p, &k);
@@ -1167,18 +1159,14 @@ test_cancel_destroy_churn(void **state)
         weft_pipeline_t *p = wt_pipe_create(ex, "churn", 1 + (size_t)(i % 8));
         assert_int_equal(weft_pipeline_source(p, churn_source, &c), WEFT_OK);
         if (i % 2 == 0) {
-            weft_stage_t a = WEFT_STAGE_INIT;
-            a.fn = churn_pass;
-            a.ctx = &c;
+            weft_stage_t a =
+                wt_pipe_map_stage(NULL, churn_pass, &c, WEFT_STAGE_PARALLEL);
             a.drop = churn_drop;
-            a.parallel = WEFT_STAGE_PARALLEL;
             wt_pipe_add(p, &a);
         }
-        weft_stage_t k = WEFT_STAGE_INIT;
-        k.fn = churn_sink;
-        k.ctx = &c;
+        weft_stage_t k =
+            wt_pipe_map_stage(NULL, churn_sink, &c, (unsigned)(i % 3));
         k.drop = churn_drop;
-        k.parallel = (unsigned)(i % 3);
         wt_pipe_add(p, &k);
         assert_int_equal(weft_pipeline_start(p, NULL), WEFT_OK);
         uint64_t r = wt_rand(&rng) % 4;

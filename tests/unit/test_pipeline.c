@@ -212,12 +212,22 @@ sink_check_all(sink_t *k, uint64_t n)
 static weft_stage_t
 sink_stage(sink_t *k)
 {
-    weft_stage_t s = WEFT_STAGE_INIT;
-    s.name = "sink";
-    s.fn = sink_fn;
-    s.ctx = k;
+    weft_stage_t s = wt_pipe_map_stage("sink", sink_fn, k, 1);
     s.ordered = k->ordered;
     return s;
+}
+
+/* Add a serial stage that counts its items into *got, and the items
+ * dropped at it too when `with_drop` (each item then counts once, sunk or
+ * dropped). */
+static void
+add_counter(weft_pipeline_t *p, _Atomic uint64_t *got, bool with_drop)
+{
+    weft_stage_t k = wt_pipe_map_stage(NULL, wt_pipe_sink_count, got, 1);
+    if (with_drop) {
+        k.drop = wt_pipe_drop_count;
+    }
+    wt_pipe_add(p, &k);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -308,10 +318,8 @@ test_stage_errors(void **state)
     b.batch_max = 0;
     assert_int_equal(weft_pipeline_stage(p, &b), WEFT_EINVAL);
     /* ordered with parallel != 1, for each kind of stage. */
-    weft_stage_t m = WEFT_STAGE_INIT;
-    m.fn = map_identity;
+    weft_stage_t m = wt_pipe_map_stage(NULL, map_identity, NULL, 2);
     m.ordered = true;
-    m.parallel = 2;
     assert_int_equal(weft_pipeline_stage(p, &m), WEFT_EINVAL);
     m.parallel = WEFT_STAGE_PARALLEL;
     assert_int_equal(weft_pipeline_stage(p, &m), WEFT_EINVAL);
@@ -528,21 +536,12 @@ run_three(size_t max_in_flight, uint64_t n, bool use_run)
     sink_init(&t.sink, n, true);
     weft_pipeline_t *p = mk("three", max_in_flight);
     assert_int_equal(weft_pipeline_source(p, three_src, &t), WEFT_OK);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "times3";
-    a.fn = three_a;
-    a.ctx = &t;
-    a.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t a =
+        wt_pipe_map_stage("times3", three_a, &t, WEFT_STAGE_PARALLEL);
     wt_pipe_add(p, &a);
-    weft_stage_t b = WEFT_STAGE_INIT;
-    b.name = "plus7";
-    b.fn = three_b;
-    b.ctx = &t;
+    weft_stage_t b = wt_pipe_map_stage("plus7", three_b, &t, 1);
     wt_pipe_add(p, &b);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "sink";
-    k.fn = three_sink;
-    k.ctx = &t;
+    weft_stage_t k = wt_pipe_map_stage("sink", three_sink, &t, 1);
     k.ordered = true;
     wt_pipe_add(p, &k);
     if (use_run) {
@@ -619,11 +618,7 @@ test_filter(void **state)
     src_t s;
     set_source(p, &s, n);
     filt_t fc = {0, 0};
-    weft_stage_t f = WEFT_STAGE_INIT;
-    f.name = "odd-out";
-    f.fn = filter_odd;
-    f.ctx = &fc;
-    f.parallel = 2;
+    weft_stage_t f = wt_pipe_map_stage("odd-out", filter_odd, &fc, 2);
     wt_pipe_add(p, &f);
     sink_t k;
     sink_init(&k, (n + 1) / 2, true);
@@ -689,10 +684,7 @@ run_flat(bool between)
     f.parallel = WEFT_STAGE_PARALLEL;
     wt_pipe_add(p, &f);
     if (between) {
-        weft_stage_t id = WEFT_STAGE_INIT;
-        id.name = "identity";
-        id.fn = map_identity;
-        id.parallel = 3;
+        weft_stage_t id = wt_pipe_map_stage("identity", map_identity, NULL, 3);
         wt_pipe_add(p, &id);
     }
     sink_t k;
@@ -789,9 +781,8 @@ run_batch(bool ordered, unsigned parallel, uint64_t n)
     set_source(p, &s, n);
     /* A parallel first stage so that items reach the batch stage out of
      * order and in bursts. */
-    weft_stage_t id = WEFT_STAGE_INIT;
-    id.fn = map_identity;
-    id.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t id =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
     wt_pipe_add(p, &id);
     batcher_t *b = calloc(1, sizeof(*b));
     assert_non_null(b);
@@ -973,10 +964,7 @@ run_overflow(size_t emit_max, size_t limit, uint64_t fail_at, uint64_t n)
     f.ctx = &ov;
     wt_pipe_add(p, &f);
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = wt_pipe_sink_count;
-    k.ctx = &got;
-    wt_pipe_add(p, &k);
+    add_counter(p, &got, false);
     weft_future_t *fu = start_wait(p);
     wt_pipe_check_no_report();
     assert_int_equal(atomic_load(&ov.last_rc), WEFT_EOVERFLOW);
@@ -1043,9 +1031,8 @@ test_source_queue(void **state)
     weft_queue_t *q = ptr_queue(16);
     weft_pipeline_t *p = mk("from-queue", 8);
     assert_int_equal(weft_pipeline_source_queue(p, q), WEFT_OK);
-    weft_stage_t id = WEFT_STAGE_INIT;
-    id.fn = map_identity;
-    id.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t id =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
     wt_pipe_add(p, &id);
     sink_t k;
     sink_init(&k, n, true);
@@ -1083,6 +1070,19 @@ test_source_queue(void **state)
     weft_queue_destroy(q);
 }
 
+/* A pipeline on a queue source of capacity 4 that holds one item, the
+ * tagged 0 (*q: the queue, *v: the item); the queue stays open. */
+static weft_pipeline_t *
+queue_one_item(const char *name, weft_queue_t **q, void **v)
+{
+    *q = ptr_queue(4);
+    *v = wt_pipe_tag(0);
+    assert_int_equal(weft_queue_put(*q, v), WEFT_OK);
+    weft_pipeline_t *p = mk(name, 0);
+    assert_int_equal(weft_pipeline_source_queue(p, *q), WEFT_OK);
+    return p;
+}
+
 /* A pipeline whose queue source waits on an open queue, after one item,
  * stops when cancelled and leaves the queue open; the one item reached
  * the sink or its drop function. */
@@ -1090,19 +1090,13 @@ static void
 test_source_queue_cancel(void **state)
 {
     (void)state;
-    weft_queue_t *q = ptr_queue(4);
-    void *v = wt_pipe_tag(0);
-    assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
-    weft_pipeline_t *p = mk("queue-cancel", 0);
-    assert_int_equal(weft_pipeline_source_queue(p, q), WEFT_OK);
+    weft_queue_t *q = NULL;
+    void *v = NULL;
+    weft_pipeline_t *p = queue_one_item("queue-cancel", &q, &v);
     /* The sink and its drop function count into one counter: the item
      * must reach exactly one of them. */
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = wt_pipe_sink_count;
-    k.ctx = &got;
-    k.drop = wt_pipe_drop_count;
-    wt_pipe_add(p, &k);
+    add_counter(p, &got, true);
     weft_future_t *f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
     /* Until the source has taken the item and waits for the next. */
@@ -1147,17 +1141,11 @@ static void
 test_source_queue_item_not_held(void **state)
 {
     (void)state;
-    weft_queue_t *q = ptr_queue(4);
-    void *v = wt_pipe_tag(0);
-    assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
-    weft_pipeline_t *p = mk("queue-latency", 0);
-    assert_int_equal(weft_pipeline_source_queue(p, q), WEFT_OK);
+    weft_queue_t *q = NULL;
+    void *v = NULL;
+    weft_pipeline_t *p = queue_one_item("queue-latency", &q, &v);
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = wt_pipe_sink_count;
-    k.ctx = &got;
-    k.drop = wt_pipe_drop_count;
-    wt_pipe_add(p, &k);
+    add_counter(p, &got, true);
     weft_future_t *f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
     weft_time_t t0 = weft_now();
@@ -1245,15 +1233,12 @@ run_lines(const char *data, size_t len, const char **want, size_t nwant)
     write_file(path, data, len);
     weft_pipeline_t *p = mk("lines", 4);
     assert_int_equal(weft_pipeline_source_lines(p, path), WEFT_OK);
-    weft_stage_t id = WEFT_STAGE_INIT;
-    id.fn = map_identity;
-    id.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t id =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
     id.drop = line_drop;
     wt_pipe_add(p, &id);
     lines_t l = {want, nwant, 0};
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = line_sink;
-    k.ctx = &l;
+    weft_stage_t k = wt_pipe_map_stage(NULL, line_sink, &l, 1);
     k.ordered = true;
     k.drop = line_drop;
     wt_pipe_add(p, &k);
@@ -1347,15 +1332,11 @@ test_source_lines_cancel(void **state)
         weft_pipeline_t *p = mk("lines-cancel", 16);
         assert_int_equal(weft_pipeline_source_lines(p, path), WEFT_OK);
         lcount_t c = {0, 0};
-        weft_stage_t a = WEFT_STAGE_INIT;
-        a.fn = map_identity;
-        a.parallel = WEFT_STAGE_PARALLEL;
-        a.ctx = &c;
+        weft_stage_t a =
+            wt_pipe_map_stage(NULL, map_identity, &c, WEFT_STAGE_PARALLEL);
         a.drop = lc_drop;
         wt_pipe_add(p, &a);
-        weft_stage_t k = WEFT_STAGE_INIT;
-        k.fn = lc_sink;
-        k.ctx = &c;
+        weft_stage_t k = wt_pipe_map_stage(NULL, lc_sink, &c, 1);
         k.drop = lc_drop;
         k.ordered = true;
         wt_pipe_add(p, &k);
@@ -1432,9 +1413,7 @@ test_blocking_source(void **state)
     memset(&s, 0, sizeof(s));
     s.n = 50;
     assert_int_equal(weft_pipeline_source(p, slow_source, &s), WEFT_OK);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = slow_src_sink;
-    k.ctx = &s;
+    weft_stage_t k = wt_pipe_map_stage(NULL, slow_src_sink, &s, 1);
     wt_pipe_add(p, &k);
     expect_done(p);
     weft_pipeline_destroy(p);
@@ -1460,9 +1439,7 @@ test_source_lines_missing(void **state)
     weft_pipeline_t *p = mk("lines", 0);
     assert_int_equal(weft_pipeline_source_lines(p, path), WEFT_OK);
     lines_t l = {NULL, 0, 0};
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = line_sink;
-    k.ctx = &l;
+    weft_stage_t k = wt_pipe_map_stage(NULL, line_sink, &l, 1);
     k.drop = line_drop;
     wt_pipe_add(p, &k);
     assert_int_equal(weft_pipeline_run(p), WEFT_ESYS);
@@ -1530,21 +1507,13 @@ mk_failing(src_t *s, failer_t *fl, _Atomic uint64_t *got, bool ordered)
 {
     weft_pipeline_t *p = mk("orders", 8);
     set_source(p, s, UINT64_MAX); /* endless: only the failure stops it */
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "parse";
-    a.fn = watch_identity;
-    a.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t a =
+        wt_pipe_map_stage("parse", watch_identity, NULL, WEFT_STAGE_PARALLEL);
     wt_pipe_add(p, &a);
-    weft_stage_t m = WEFT_STAGE_INIT;
-    m.name = "validate";
-    m.fn = fail_middle;
-    m.ctx = fl;
+    weft_stage_t m = wt_pipe_map_stage("validate", fail_middle, fl, 1);
     m.ordered = ordered;
     wt_pipe_add(p, &m);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "store";
-    k.fn = watch_sink;
-    k.ctx = got;
+    weft_stage_t k = wt_pipe_map_stage("store", watch_sink, got, 1);
     wt_pipe_add(p, &k);
     return p;
 }
@@ -1647,10 +1616,7 @@ test_source_failure(void **state)
     weft_pipeline_t *p = mk("feed", 4);
     assert_int_equal(weft_pipeline_source(p, failing_source, &s), WEFT_OK);
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = wt_pipe_sink_count;
-    k.ctx = &got;
-    wt_pipe_add(p, &k);
+    add_counter(p, &got, false);
     weft_future_t *f = start_wait(p);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_FAILED);
     assert_int_equal(weft_future_code(f), WEFT_ENOENT);
@@ -1734,15 +1700,9 @@ test_running_stage_sees_cancel(void **state)
     set_source(p, &s, 2);
     sleeper_t sl;
     memset(&sl, 0, sizeof(sl));
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "work";
-    a.fn = sleep_or_fail;
-    a.ctx = &sl;
-    a.parallel = 2;
+    weft_stage_t a = wt_pipe_map_stage("work", sleep_or_fail, &sl, 2);
     wt_pipe_add(p, &a);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = sleepy_sink;
-    k.ctx = &sl;
+    weft_stage_t k = wt_pipe_map_stage(NULL, sleepy_sink, &sl, 1);
     k.drop = sleepy_drop;
     wt_pipe_add(p, &k);
     weft_time_t t0 = weft_now();
@@ -1868,26 +1828,15 @@ cancel_round(weft_time_t after)
     t->sink_sleep = 50 * WEFT_USEC;
     weft_pipeline_t *p = mk("cancelme", 16);
     assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "a";
-    a.fn = c_map;
-    a.ctx = t;
-    a.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t a = wt_pipe_map_stage("a", c_map, t, WEFT_STAGE_PARALLEL);
     a.drop = c_drop;
     wt_pipe_add(p, &a);
-    weft_stage_t b = WEFT_STAGE_INIT;
-    b.name = "b";
-    b.fn = c_map;
-    b.ctx = t;
+    weft_stage_t b = wt_pipe_map_stage("b", c_map, t, 1);
     b.drop = c_drop;
     b.ordered = true;
     wt_pipe_add(p, &b);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "k";
-    k.fn = c_sink;
-    k.ctx = t;
+    weft_stage_t k = wt_pipe_map_stage("k", c_sink, t, 2);
     k.drop = c_drop;
-    k.parallel = 2;
     wt_pipe_add(p, &k);
     atomic_store(&finished_flag, 0);
     atomic_store(&calls_after_finish, 0);
@@ -1961,15 +1910,10 @@ test_cancel_then_destroy(void **state)
         t->sink_sleep = (round % 4) * 20 * WEFT_USEC;
         weft_pipeline_t *p = mk("cancel-destroy", 1 + (size_t)round % 16);
         assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-        weft_stage_t a = WEFT_STAGE_INIT;
-        a.fn = c_map;
-        a.ctx = t;
-        a.parallel = WEFT_STAGE_PARALLEL;
+        weft_stage_t a = wt_pipe_map_stage(NULL, c_map, t, WEFT_STAGE_PARALLEL);
         a.drop = c_drop;
         wt_pipe_add(p, &a);
-        weft_stage_t k = WEFT_STAGE_INIT;
-        k.fn = c_sink;
-        k.ctx = t;
+        weft_stage_t k = wt_pipe_map_stage(NULL, c_sink, t, 1);
         k.drop = c_drop;
         k.ordered = round % 2 == 0;
         wt_pipe_add(p, &k);
@@ -2037,11 +1981,7 @@ test_cancel_blocked_source(void **state)
         assert_int_equal(weft_pipeline_source(p, blocking_source, &s), WEFT_OK);
         /* Sunk and dropped items count into one counter. */
         _Atomic uint64_t got = 0;
-        weft_stage_t k = WEFT_STAGE_INIT;
-        k.fn = wt_pipe_sink_count;
-        k.ctx = &got;
-        k.drop = wt_pipe_drop_count;
-        wt_pipe_add(p, &k);
+        add_counter(p, &got, true);
         weft_future_t *f = NULL;
         assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
         weft_time_t until = weft_deadline_in(FAR);
@@ -2080,9 +2020,8 @@ run_in_task(void *arg)
     set_source(p, &s, 2000);
     sink_t k;
     sink_init(&k, 2000, true);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.fn = map_identity;
-    a.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t a =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
     wt_pipe_add(p, &a);
     weft_stage_t ks = sink_stage(&k);
     wt_pipe_add(p, &ks);
@@ -2133,15 +2072,10 @@ test_future_cancel(void **state)
     t->sink_sleep = 20 * WEFT_USEC;
     weft_pipeline_t *p = mk("future-cancel", 8);
     assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.fn = c_map;
-    a.ctx = t;
-    a.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t a = wt_pipe_map_stage(NULL, c_map, t, WEFT_STAGE_PARALLEL);
     a.drop = c_drop;
     wt_pipe_add(p, &a);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = c_sink;
-    k.ctx = t;
+    weft_stage_t k = wt_pipe_map_stage(NULL, c_sink, t, 1);
     k.drop = c_drop;
     k.ordered = true;
     wt_pipe_add(p, &k);
@@ -2196,9 +2130,7 @@ run_on_own_worker(void *arg)
         return weft_task_fail(WEFT_ENOMEM, "create");
     }
     int rc = weft_pipeline_source(p, src_fn, &d->src);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = wt_pipe_sink_count;
-    k.ctx = &d->got;
+    weft_stage_t k = wt_pipe_map_stage(NULL, wt_pipe_sink_count, &d->got, 1);
     if (rc == WEFT_OK) {
         rc = weft_pipeline_stage(p, &k);
     }
@@ -2247,10 +2179,7 @@ test_run_cancelled(void **state)
     src_t s;
     set_source(p, &s, UINT64_MAX);
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = wt_pipe_sink_count;
-    k.ctx = &got;
-    wt_pipe_add(p, &k);
+    add_counter(p, &got, false);
     weft_thread_t *t = NULL;
     assert_int_equal(weft_thread_create(NULL, cancel_later, p, &t), WEFT_OK);
     assert_int_equal(weft_pipeline_run(p), WEFT_ECANCELED);
@@ -2300,10 +2229,7 @@ test_stats_exact(void **state)
     weft_pipeline_t *p = mk("counted", 6);
     src_t s;
     set_source(p, &s, n);
-    weft_stage_t f = WEFT_STAGE_INIT;
-    f.name = "no-threes";
-    f.fn = filter_mult3;
-    f.parallel = 3;
+    weft_stage_t f = wt_pipe_map_stage("no-threes", filter_mult3, NULL, 3);
     wt_pipe_add(p, &f);
     weft_stage_t d = WEFT_STAGE_INIT;
     d.name = "double";
@@ -2311,10 +2237,7 @@ test_stats_exact(void **state)
     d.parallel = WEFT_STAGE_PARALLEL;
     wt_pipe_add(p, &d);
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "count";
-    k.fn = wt_pipe_sink_count;
-    k.ctx = &got;
+    weft_stage_t k = wt_pipe_map_stage("count", wt_pipe_sink_count, &got, 1);
     k.ordered = true;
     wt_pipe_add(p, &k);
     expect_done(p);
@@ -2376,8 +2299,7 @@ test_stats_default_bound(void **state)
     weft_pipeline_stats_free(&st);
     /* Unnamed stages are "stage<number>", each its own (whether the
      * number counts the source is not fixed). */
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.fn = map_identity;
+    weft_stage_t a = wt_pipe_map_stage(NULL, map_identity, NULL, 1);
     wt_pipe_add(p, &a);
     wt_pipe_add(p, &a);
     assert_int_equal(weft_pipeline_stats(p, &st), WEFT_OK);
@@ -2415,13 +2337,9 @@ test_bottleneck(void **state)
     weft_pipeline_t *p = mk("slowpoke", 8);
     src_t s;
     set_source(p, &s, n);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "quick";
-    a.fn = map_identity;
+    weft_stage_t a = wt_pipe_map_stage("quick", map_identity, NULL, 1);
     wt_pipe_add(p, &a);
-    weft_stage_t b = WEFT_STAGE_INIT;
-    b.name = "slow";
-    b.fn = slow_map;
+    weft_stage_t b = wt_pipe_map_stage("slow", slow_map, NULL, 1);
     wt_pipe_add(p, &b);
     sink_t k;
     sink_init(&k, n, true);
@@ -2471,9 +2389,8 @@ test_in_flight_bound(void **state)
     weft_pipeline_t *p = mk("bounded", 3);
     src_t s;
     set_source(p, &s, n);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.fn = map_identity;
-    a.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t a =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
     wt_pipe_add(p, &a);
     sink_t k;
     sink_init(&k, n, false);
