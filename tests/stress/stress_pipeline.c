@@ -697,20 +697,35 @@ r_source(void *ctx, void **item)
     return WEFT_OK;
 }
 
+/* The start of a map or flat stage's call on `it` (the stage then leaves
+ * s->conc): true when the call fails at it, with *rc its code and `it`
+ * freed; else *rc = WEFT_OK. */
+static bool
+stage_enter(sstage_t *s, item_t *it, int *rc)
+{
+    run_t *r = s->r;
+    watch(r);
+    wt_conc_enter(&s->conc);
+    check_order(s, it);
+    *rc = WEFT_OK;
+    if (!fails_here(s, it)) {
+        return false;
+    }
+    atomic_fetch_add(&r->failed, 1);
+    *rc = inject(s, it);
+    item_free(r, it);
+    return true;
+}
+
 static int
 r_map(void *ctx, void *item, void **out)
 {
     sstage_t *s = ctx;
     run_t *r = s->r;
     item_t *it = item;
-    watch(r);
-    wt_conc_enter(&s->conc);
-    check_order(s, it);
-    int rc = WEFT_OK;
-    if (fails_here(s, it)) {
-        atomic_fetch_add(&r->failed, 1);
-        rc = inject(s, it);
-        item_free(r, it);
+    int rc;
+    if (stage_enter(s, it, &rc)) {
+        /* Failed at it: freed. */
     } else if (s->kind == K_FILTER && it->seq % 7 == 3) {
         atomic_fetch_add(&r->filtered, 1);
         item_free(r, it);
@@ -732,14 +747,8 @@ r_flat(void *ctx, void *item, weft_emit_t *em)
     sstage_t *s = ctx;
     run_t *r = s->r;
     item_t *it = item;
-    watch(r);
-    wt_conc_enter(&s->conc);
-    check_order(s, it);
-    int rc = WEFT_OK;
-    if (fails_here(s, it)) {
-        atomic_fetch_add(&r->failed, 1);
-        rc = inject(s, it);
-        item_free(r, it);
+    int rc;
+    if (stage_enter(s, it, &rc)) {
         goto out;
     }
     item_t *child = NULL;

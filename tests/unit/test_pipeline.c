@@ -1070,16 +1070,21 @@ test_source_queue(void **state)
     weft_queue_destroy(q);
 }
 
-/* A pipeline on a queue source of capacity 4 that holds one item, the
- * tagged 0 (*q: the queue, *v: the item); the queue stays open. */
+/* Start a pipeline on a queue source of capacity 4 that holds one item,
+ * the tagged 0, and stays open (*q: the queue, *v: the item, *f: the
+ * future). Its sink and the sink's drop function count into one counter,
+ * *got: the item must reach exactly one of them. */
 static weft_pipeline_t *
-queue_one_item(const char *name, weft_queue_t **q, void **v)
+start_queue_one_item(const char *name, weft_queue_t **q, void **v,
+                     _Atomic uint64_t *got, weft_future_t **f)
 {
     *q = ptr_queue(4);
     *v = wt_pipe_tag(0);
     assert_int_equal(weft_queue_put(*q, v), WEFT_OK);
     weft_pipeline_t *p = mk(name, 0);
     assert_int_equal(weft_pipeline_source_queue(p, *q), WEFT_OK);
+    add_counter(p, got, true);
+    assert_int_equal(weft_pipeline_start(p, f), WEFT_OK);
     return p;
 }
 
@@ -1092,13 +1097,9 @@ test_source_queue_cancel(void **state)
     (void)state;
     weft_queue_t *q = NULL;
     void *v = NULL;
-    weft_pipeline_t *p = queue_one_item("queue-cancel", &q, &v);
-    /* The sink and its drop function count into one counter: the item
-     * must reach exactly one of them. */
     _Atomic uint64_t got = 0;
-    add_counter(p, &got, true);
     weft_future_t *f = NULL;
-    assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
+    weft_pipeline_t *p = start_queue_one_item("queue-cancel", &q, &v, &got, &f);
     /* Until the source has taken the item and waits for the next. */
     weft_time_t until = weft_deadline_in(5 * WEFT_SEC);
     while (weft_queue_size(q) > 0 && weft_now() < until) {
@@ -1143,11 +1144,10 @@ test_source_queue_item_not_held(void **state)
     (void)state;
     weft_queue_t *q = NULL;
     void *v = NULL;
-    weft_pipeline_t *p = queue_one_item("queue-latency", &q, &v);
     _Atomic uint64_t got = 0;
-    add_counter(p, &got, true);
     weft_future_t *f = NULL;
-    assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
+    weft_pipeline_t *p =
+        start_queue_one_item("queue-latency", &q, &v, &got, &f);
     weft_time_t t0 = weft_now();
     weft_time_t until = weft_deadline_in(5 * WEFT_SEC);
     while (atomic_load(&got) < 1 && weft_now() < until) {
