@@ -1389,15 +1389,6 @@ slow_source(void *ctx, void **item)
     return WEFT_OK;
 }
 
-static int
-slow_src_sink(void *ctx, void *item, void **out)
-{
-    (void)item;
-    (void)out;
-    atomic_fetch_add(&((slowsrc_t *)ctx)->sunk, 1);
-    return WEFT_OK;
-}
-
 static void
 test_blocking_source(void **state)
 {
@@ -1413,7 +1404,7 @@ test_blocking_source(void **state)
     memset(&s, 0, sizeof(s));
     s.n = 50;
     assert_int_equal(weft_pipeline_source(p, slow_source, &s), WEFT_OK);
-    weft_stage_t k = wt_pipe_map_stage(NULL, slow_src_sink, &s, 1);
+    weft_stage_t k = wt_pipe_map_stage(NULL, wt_pipe_sink_count, &s.sunk, 1);
     wt_pipe_add(p, &k);
     expect_done(p);
     weft_pipeline_destroy(p);
@@ -1482,13 +1473,20 @@ fail_middle(void *ctx, void *item, void **out)
 static _Atomic int finished_flag;
 static _Atomic int calls_after_finish;
 
+/* At the start of each such call. */
+static void
+watch_finish(void)
+{
+    if (atomic_load(&finished_flag)) {
+        atomic_fetch_add(&calls_after_finish, 1);
+    }
+}
+
 static int
 watch_identity(void *ctx, void *item, void **out)
 {
     (void)ctx;
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
+    watch_finish();
     *out = item;
     return WEFT_OK;
 }
@@ -1496,9 +1494,7 @@ watch_identity(void *ctx, void *item, void **out)
 static int
 watch_sink(void *ctx, void *item, void **out)
 {
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
+    watch_finish();
     return wt_pipe_sink_count(ctx, item, out);
 }
 
@@ -1642,7 +1638,8 @@ typedef struct sleeper {
     _Atomic int sleep_rc;
     _Atomic int cancelled_seen;
     _Atomic int64_t slept_ns;
-    _Atomic int got, drops;
+    _Atomic uint64_t got;
+    _Atomic int drops;
 } sleeper_t;
 
 static int
@@ -1676,10 +1673,7 @@ sleep_or_fail(void *ctx, void *item, void **out)
 static int
 sleepy_sink(void *ctx, void *item, void **out)
 {
-    (void)item;
-    (void)out;
-    atomic_fetch_add(&((sleeper_t *)ctx)->got, 1);
-    return WEFT_OK;
+    return wt_pipe_sink_count(&((sleeper_t *)ctx)->got, item, out);
 }
 
 static void
@@ -1784,22 +1778,9 @@ static void
 c_drop(void *ctx, void *item)
 {
     ctrack_t *t = ctx;
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
+    watch_finish();
     atomic_fetch_add(&t->drops, 1);
     c_free(t, item);
-}
-
-static int
-c_map(void *ctx, void *item, void **out)
-{
-    (void)ctx;
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
-    *out = item;
-    return WEFT_OK;
 }
 
 static int
@@ -1807,9 +1788,7 @@ c_sink(void *ctx, void *item, void **out)
 {
     (void)out;
     ctrack_t *t = ctx;
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
+    watch_finish();
     if (t->sink_sleep > 0) {
         (void)weft_sleep_for(t->sink_sleep);
     }
@@ -1828,10 +1807,11 @@ cancel_round(weft_time_t after)
     t->sink_sleep = 50 * WEFT_USEC;
     weft_pipeline_t *p = mk("cancelme", 16);
     assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-    weft_stage_t a = wt_pipe_map_stage("a", c_map, t, WEFT_STAGE_PARALLEL);
+    weft_stage_t a =
+        wt_pipe_map_stage("a", watch_identity, t, WEFT_STAGE_PARALLEL);
     a.drop = c_drop;
     wt_pipe_add(p, &a);
-    weft_stage_t b = wt_pipe_map_stage("b", c_map, t, 1);
+    weft_stage_t b = wt_pipe_map_stage("b", watch_identity, t, 1);
     b.drop = c_drop;
     b.ordered = true;
     wt_pipe_add(p, &b);
@@ -1910,7 +1890,8 @@ test_cancel_then_destroy(void **state)
         t->sink_sleep = (round % 4) * 20 * WEFT_USEC;
         weft_pipeline_t *p = mk("cancel-destroy", 1 + (size_t)round % 16);
         assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-        weft_stage_t a = wt_pipe_map_stage(NULL, c_map, t, WEFT_STAGE_PARALLEL);
+        weft_stage_t a =
+            wt_pipe_map_stage(NULL, watch_identity, t, WEFT_STAGE_PARALLEL);
         a.drop = c_drop;
         wt_pipe_add(p, &a);
         weft_stage_t k = wt_pipe_map_stage(NULL, c_sink, t, 1);
@@ -2072,7 +2053,8 @@ test_future_cancel(void **state)
     t->sink_sleep = 20 * WEFT_USEC;
     weft_pipeline_t *p = mk("future-cancel", 8);
     assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-    weft_stage_t a = wt_pipe_map_stage(NULL, c_map, t, WEFT_STAGE_PARALLEL);
+    weft_stage_t a =
+        wt_pipe_map_stage(NULL, watch_identity, t, WEFT_STAGE_PARALLEL);
     a.drop = c_drop;
     wt_pipe_add(p, &a);
     weft_stage_t k = wt_pipe_map_stage(NULL, c_sink, t, 1);
