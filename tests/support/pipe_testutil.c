@@ -87,16 +87,22 @@ wt_pipe_pool(const char *name, unsigned workers)
 }
 
 weft_pipeline_t *
+wt_pipe_create_opts(const weft_pipeline_opts_t *o)
+{
+    weft_pipeline_t *p = NULL;
+    assert_int_equal(weft_pipeline_create(o, &p), WEFT_OK);
+    assert_non_null(p);
+    return p;
+}
+
+weft_pipeline_t *
 wt_pipe_create(weft_executor_t *ex, const char *name, size_t max_in_flight)
 {
     weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
     o.name = name;
     o.executor = ex;
     o.max_in_flight = max_in_flight;
-    weft_pipeline_t *p = NULL;
-    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
-    assert_non_null(p);
-    return p;
+    return wt_pipe_create_opts(&o);
 }
 
 weft_stage_t

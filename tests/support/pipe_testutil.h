@@ -49,6 +49,9 @@ void wt_max_update(_Atomic int64_t *max, int64_t v);
  * test if creation fails. */
 weft_executor_t *wt_pipe_pool(const char *name, unsigned workers);
 
+/* A pipeline of options o; fails the test if creation fails. */
+weft_pipeline_t *wt_pipe_create_opts(const weft_pipeline_opts_t *o);
+
 /* A pipeline on ex; fails the test if creation fails. */
 weft_pipeline_t *wt_pipe_create(weft_executor_t *ex, const char *name,
                                 size_t max_in_flight);

@@ -65,6 +65,17 @@ mk(const char *name, size_t max_in_flight)
     return wt_pipe_create(pool, name, max_in_flight);
 }
 
+/* A pipeline on ex, its source_blocking option as given. */
+static weft_pipeline_t *
+mk_source_blocking(weft_executor_t *ex, const char *name, bool blocking)
+{
+    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
+    o.name = name;
+    o.executor = ex;
+    o.source_blocking = blocking;
+    return wt_pipe_create_opts(&o);
+}
+
 /* Start p and wait (with a far deadline: a hang is a failure, not a
  * timeout) for its future; returns the future (caller's reference). */
 static weft_future_t *
@@ -410,10 +421,7 @@ test_start_on_shut_down_pool(void **state)
 {
     (void)state;
     weft_executor_t *ex = wt_pipe_pool(NULL, 1);
-    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
-    o.executor = ex;
-    weft_pipeline_t *p = NULL;
-    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+    weft_pipeline_t *p = wt_pipe_create(ex, NULL, 0);
     src_t s;
     set_source(p, &s, 10);
     sink_t k;
@@ -953,8 +961,7 @@ run_overflow(size_t emit_max, size_t limit, uint64_t fail_at, uint64_t n)
     o.name = "over";
     o.executor = pool;
     o.emit_max = emit_max;
-    weft_pipeline_t *p = NULL;
-    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+    weft_pipeline_t *p = wt_pipe_create_opts(&o);
     src_t s;
     set_source(p, &s, n);
     over_t ov = {fail_at, limit, WEFT_OK, 0};
@@ -1394,12 +1401,7 @@ test_blocking_source(void **state)
 {
     (void)state;
     weft_executor_t *ex = wt_pipe_pool(NULL, 1);
-    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
-    o.name = "blocking";
-    o.executor = ex;
-    o.source_blocking = true;
-    weft_pipeline_t *p = NULL;
-    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+    weft_pipeline_t *p = mk_source_blocking(ex, "blocking", true);
     slowsrc_t s;
     memset(&s, 0, sizeof(s));
     s.n = 50;
@@ -1950,12 +1952,7 @@ test_cancel_blocked_source(void **state)
 {
     (void)state;
     for (int blocking = 0; blocking <= 1; blocking++) {
-        weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
-        o.name = "blocked";
-        o.executor = pool;
-        o.source_blocking = blocking;
-        weft_pipeline_t *p = NULL;
-        assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+        weft_pipeline_t *p = mk_source_blocking(pool, "blocked", blocking);
         blocksrc_t s;
         memset(&s, 0, sizeof(s));
         atomic_store(&s.wait_rc, 99);
