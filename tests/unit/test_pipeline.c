@@ -1475,6 +1475,14 @@ fail_middle(void *ctx, void *item, void **out)
 static _Atomic int finished_flag;
 static _Atomic int calls_after_finish;
 
+/* Before a run: nothing finished, no call counted. */
+static void
+watch_reset(void)
+{
+    atomic_store(&finished_flag, 0);
+    atomic_store(&calls_after_finish, 0);
+}
+
 /* At the start of each such call. */
 static void
 watch_finish(void)
@@ -1536,8 +1544,7 @@ test_stage_failure(void **state)
         _Atomic uint64_t got = 0;
         weft_pipeline_t *p = mk_failing(&s, &fl, &got, ordered);
         assert_string_equal(weft_pipeline_error(p), "");
-        atomic_store(&finished_flag, 0);
-        atomic_store(&calls_after_finish, 0);
+        watch_reset();
         weft_future_t *f = NULL;
         assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
         assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)),
@@ -1799,13 +1806,42 @@ c_sink(void *ctx, void *item, void **out)
     return WEFT_OK;
 }
 
-static void
-cancel_round(weft_time_t after)
+static ctrack_t *
+ctrack_new(void)
 {
     ctrack_t *t = calloc(1, sizeof(*t));
     assert_non_null(t);
     t->freed = calloc(CAP_ITEMS, sizeof(*t->freed));
     assert_non_null(t->freed);
+    return t;
+}
+
+static void
+ctrack_free(ctrack_t *t)
+{
+    free((void *)t->freed);
+    free(t);
+}
+
+/* After the source: a parallel watched identity stage, then a serial sink,
+ * ordered or not; both free what they are given to drop. */
+static void
+add_tracked_stages(weft_pipeline_t *p, ctrack_t *t, bool ordered)
+{
+    weft_stage_t a =
+        wt_pipe_map_stage(NULL, watch_identity, t, WEFT_STAGE_PARALLEL);
+    a.drop = c_drop;
+    wt_pipe_add(p, &a);
+    weft_stage_t k = wt_pipe_map_stage(NULL, c_sink, t, 1);
+    k.drop = c_drop;
+    k.ordered = ordered;
+    wt_pipe_add(p, &k);
+}
+
+static void
+cancel_round(weft_time_t after)
+{
+    ctrack_t *t = ctrack_new();
     t->sink_sleep = 50 * WEFT_USEC;
     weft_pipeline_t *p = mk("cancelme", 16);
     assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
@@ -1820,8 +1856,7 @@ cancel_round(weft_time_t after)
     weft_stage_t k = wt_pipe_map_stage("k", c_sink, t, 2);
     k.drop = c_drop;
     wt_pipe_add(p, &k);
-    atomic_store(&finished_flag, 0);
-    atomic_store(&calls_after_finish, 0);
+    watch_reset();
     weft_future_t *f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
     (void)weft_sleep_for(after);
@@ -1859,8 +1894,7 @@ cancel_round(weft_time_t after)
                   (long long)(after / WEFT_USEC), (unsigned long long)made,
                   (unsigned long long)atomic_load(&t->sink_seen),
                   (unsigned long long)atomic_load(&t->drops));
-    free((void *)t->freed);
-    free(t);
+    ctrack_free(t);
 }
 
 static void
@@ -1879,10 +1913,7 @@ static void
 test_cancel_then_destroy(void **state)
 {
     (void)state;
-    ctrack_t *t = calloc(1, sizeof(*t));
-    assert_non_null(t);
-    t->freed = calloc(CAP_ITEMS, sizeof(*t->freed));
-    assert_non_null(t->freed);
+    ctrack_t *t = ctrack_new();
     for (int round = 0; round < 40; round++) {
         memset((void *)t->freed, 0, CAP_ITEMS * sizeof(*t->freed));
         t->next = 0;
@@ -1892,16 +1923,8 @@ test_cancel_then_destroy(void **state)
         t->sink_sleep = (round % 4) * 20 * WEFT_USEC;
         weft_pipeline_t *p = mk("cancel-destroy", 1 + (size_t)round % 16);
         assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-        weft_stage_t a =
-            wt_pipe_map_stage(NULL, watch_identity, t, WEFT_STAGE_PARALLEL);
-        a.drop = c_drop;
-        wt_pipe_add(p, &a);
-        weft_stage_t k = wt_pipe_map_stage(NULL, c_sink, t, 1);
-        k.drop = c_drop;
-        k.ordered = round % 2 == 0;
-        wt_pipe_add(p, &k);
-        atomic_store(&finished_flag, 0);
-        atomic_store(&calls_after_finish, 0);
+        add_tracked_stages(p, t, round % 2 == 0);
+        watch_reset();
         assert_int_equal(weft_pipeline_start(p, NULL), WEFT_OK);
         (void)weft_sleep_for((round % 5) * 100 * WEFT_USEC);
         weft_pipeline_cancel(p);
@@ -1918,8 +1941,7 @@ test_cancel_then_destroy(void **state)
         (void)weft_sleep_for(200 * WEFT_USEC);
         assert_int_equal(atomic_load(&calls_after_finish), 0);
     }
-    free((void *)t->freed);
-    free(t);
+    ctrack_free(t);
 }
 
 /* A source blocked in a weft wait when the pipeline is cancelled: the wait
@@ -2043,23 +2065,12 @@ static void
 test_future_cancel(void **state)
 {
     (void)state;
-    ctrack_t *t = calloc(1, sizeof(*t));
-    assert_non_null(t);
-    t->freed = calloc(CAP_ITEMS, sizeof(*t->freed));
-    assert_non_null(t->freed);
+    ctrack_t *t = ctrack_new();
     t->sink_sleep = 20 * WEFT_USEC;
     weft_pipeline_t *p = mk("future-cancel", 8);
     assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-    weft_stage_t a =
-        wt_pipe_map_stage(NULL, watch_identity, t, WEFT_STAGE_PARALLEL);
-    a.drop = c_drop;
-    wt_pipe_add(p, &a);
-    weft_stage_t k = wt_pipe_map_stage(NULL, c_sink, t, 1);
-    k.drop = c_drop;
-    k.ordered = true;
-    wt_pipe_add(p, &k);
-    atomic_store(&finished_flag, 0);
-    atomic_store(&calls_after_finish, 0);
+    add_tracked_stages(p, t, true);
+    watch_reset();
     weft_future_t *f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
     (void)weft_sleep_for(5 * WEFT_MSEC);
@@ -2078,8 +2089,7 @@ test_future_cancel(void **state)
     uint64_t made_later = atomic_load(&t->made);
     weft_future_release(f);
     weft_pipeline_destroy(p);
-    free((void *)t->freed);
-    free(t);
+    ctrack_free(t);
     wt_pipe_check_no_report();
     assert_int_equal(st, WEFT_FUTURE_CANCELLED);
     assert_int_equal(live, 0);
