@@ -2,8 +2,8 @@
 /*
  * Helpers shared by the examples: checks that stop the program with a clear
  * message when what an example claims does not hold, thread start and join,
- * elapsed time, and checksums of text. Each example checks its own claims, so a
- * failure is loud.
+ * elapsed time, checksums of text, and paths of temporary files. Each example
+ * checks its own claims, so a failure is loud.
  */
 #ifndef WEFT_EXAMPLE_H
 #define WEFT_EXAMPLE_H
@@ -82,6 +82,22 @@ static inline double
 ex_seconds_since(weft_time_t t0)
 {
     return (double)(weft_now() - t0) / (double)WEFT_SEC;
+}
+
+/* dir + "/" + file into out[n]; the program fails if it does not fit. */
+static inline void
+ex_path_join(char *out, size_t n, const char *dir, const char *file)
+{
+    int w = snprintf(out, n, "%s/%s", dir, file);
+    EX_CHECK(w > 0 && (size_t)w < n, "path too long");
+}
+
+/* Where temporary files go: $TMPDIR when set and not empty, else /tmp. */
+static inline const char *
+ex_tmp_base(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    return tmp != NULL && *tmp ? tmp : "/tmp";
 }
 
 /* 64-bit FNV-1a of the n bytes at s. */

@@ -335,22 +335,13 @@ remove_temp_files(void)
 }
 
 static void
-temp_path(char *out, size_t n, const char *dir, const char *file)
-{
-    int w = snprintf(out, n, "%s/%s", dir, file);
-    EX_CHECK(w > 0 && (size_t)w < n, "path too long");
-}
-
-static void
 make_sample(stage_t st[3])
 {
-    const char *tmp = getenv("TMPDIR");
-
-    temp_path(tmp_dir, sizeof tmp_dir, tmp != NULL && *tmp ? tmp : "/tmp",
-              "weft-pipeline-XXXXXX");
+    ex_path_join(tmp_dir, sizeof tmp_dir, ex_tmp_base(),
+                 "weft-pipeline-XXXXXX");
     EX_CHECK(mkdtemp(tmp_dir) != NULL, "mkdtemp: %s", strerror(errno));
-    temp_path(tmp_in, sizeof tmp_in, tmp_dir, "input.txt");
-    temp_path(tmp_out, sizeof tmp_out, tmp_dir, "output.txt");
+    ex_path_join(tmp_in, sizeof tmp_in, tmp_dir, "input.txt");
+    ex_path_join(tmp_out, sizeof tmp_out, tmp_dir, "output.txt");
     EX_CHECK(atexit(remove_temp_files) == 0, "atexit failed");
     write_sample(tmp_in);
     st[0].path = tmp_in;

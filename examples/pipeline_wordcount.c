@@ -444,24 +444,15 @@ remove_temp_files(void)
 }
 
 static void
-temp_path(char *out, size_t n, const char *dir, const char *file)
-{
-    int w = snprintf(out, n, "%s/%s", dir, file);
-    EX_CHECK(w > 0 && (size_t)w < n, "path too long");
-}
-
-static void
 make_temp_dir(void)
 {
-    const char *tmp = getenv("TMPDIR");
-
-    temp_path(tmp_dir, sizeof tmp_dir, tmp != NULL && *tmp ? tmp : "/tmp",
-              "weft-wordcount-XXXXXX");
+    ex_path_join(tmp_dir, sizeof tmp_dir, ex_tmp_base(),
+                 "weft-wordcount-XXXXXX");
     EX_CHECK(mkdtemp(tmp_dir) != NULL, "mkdtemp: %s", strerror(errno));
     EX_CHECK(atexit(remove_temp_files) == 0, "atexit failed");
-    temp_path(tmp_ordered, sizeof tmp_ordered, tmp_dir, "ordered.txt");
-    temp_path(tmp_unordered, sizeof tmp_unordered, tmp_dir, "unordered.txt");
-    temp_path(tmp_single, sizeof tmp_single, tmp_dir, "single.txt");
+    ex_path_join(tmp_ordered, sizeof tmp_ordered, tmp_dir, "ordered.txt");
+    ex_path_join(tmp_unordered, sizeof tmp_unordered, tmp_dir, "unordered.txt");
+    ex_path_join(tmp_single, sizeof tmp_single, tmp_dir, "single.txt");
 }
 
 static void
@@ -493,7 +484,7 @@ main(int argc, char **argv)
     if (argc == 2) {
         input = argv[1];
     } else {
-        temp_path(tmp_in, sizeof tmp_in, tmp_dir, "input.txt");
+        ex_path_join(tmp_in, sizeof tmp_in, tmp_dir, "input.txt");
         write_sample(tmp_in, SAMPLE_BYTES);
     }
     EX_CHECK(stat(input, &st) == 0, "%s: %s", input, strerror(errno));
