@@ -2,12 +2,15 @@
 /*
  * Helpers shared by the examples: checks that stop the program with a clear
  * message when what an example claims does not hold, thread start and join,
- * and elapsed time. Each example checks its own claims, so a failure is loud.
+ * elapsed time, checksums of text, and paths of temporary files. Each example
+ * checks its own claims, so a failure is loud.
  */
 #ifndef WEFT_EXAMPLE_H
 #define WEFT_EXAMPLE_H
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +82,40 @@ static inline double
 ex_seconds_since(weft_time_t t0)
 {
     return (double)(weft_now() - t0) / (double)WEFT_SEC;
+}
+
+/* dir + "/" + file into out[n]; the program fails if it does not fit. */
+static inline void
+ex_path_join(char *out, size_t n, const char *dir, const char *file)
+{
+    int w = snprintf(out, n, "%s/%s", dir, file);
+    EX_CHECK(w > 0 && (size_t)w < n, "path too long");
+}
+
+/* Where temporary files go: $TMPDIR when set and not empty, else /tmp. */
+static inline const char *
+ex_tmp_base(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    return tmp != NULL && *tmp ? tmp : "/tmp";
+}
+
+/* 64-bit FNV-1a of the n bytes at s. */
+static inline uint64_t
+ex_fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 14695981039346656037u;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)s[i]) * 1099511628211u;
+    }
+    return h;
+}
+
+/* Order-sensitive combination of per-line checksums: digest, then sum. */
+static inline uint64_t
+ex_digest_add(uint64_t digest, uint64_t sum)
+{
+    return (digest ^ sum) * 1099511628211u + 1;
 }
 
 /* Start n threads named "<prefix>-<i>" running fn(arg_i), with arg_i =

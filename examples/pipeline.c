@@ -47,24 +47,6 @@ typedef struct stage {
     char error[160]; /* empty unless the stage failed */
 } stage_t;
 
-/* 64-bit FNV-1a. */
-static uint64_t
-fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 14695981039346656037u;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)s[i]) * 1099511628211u;
-    }
-    return h;
-}
-
-/* Order-sensitive combination of the per-line checksums. */
-static uint64_t
-digest_add(uint64_t digest, uint64_t sum)
-{
-    return (digest ^ sum) * 1099511628211u + 1;
-}
-
 static void
 upcase(char *s, size_t n)
 {
@@ -148,7 +130,7 @@ transformer(void *arg)
 
     while (weft_queue_get(st->in, &l) == WEFT_OK) {
         upcase(l->text, l->len);
-        l->sum = fnv1a(l->text, l->len);
+        l->sum = ex_fnv1a(l->text, l->len);
         if (weft_queue_put(st->out, &l) != WEFT_OK) {
             free(l);
             weft_queue_close(st->in);
@@ -175,7 +157,7 @@ writer(void *arg)
     while (weft_queue_get(st->in, &l) == WEFT_OK) {
         int n = fprintf(f, "%llu %016llx %s\n", (unsigned long long)l->no,
                         (unsigned long long)l->sum, l->text);
-        st->digest = digest_add(st->digest, l->sum);
+        st->digest = ex_digest_add(st->digest, l->sum);
         free(l);
         if (n < 0) {
             stage_fail(st, "cannot write");
@@ -277,7 +259,7 @@ expected_from_input(const char *path, uint64_t *lines, uint64_t *digest)
     while ((n = getline(&buf, &cap, f)) >= 0) {
         size_t len = chomp(buf, (size_t)n);
         upcase(buf, len);
-        *digest = digest_add(*digest, fnv1a(buf, len));
+        *digest = ex_digest_add(*digest, ex_fnv1a(buf, len));
         ++*lines;
     }
     free(buf);
@@ -305,8 +287,9 @@ check_output(const char *path, uint64_t *digest)
         unsigned long long sum = strtoull(end + 1, &end, 16);
         EX_CHECK(*end == ' ', "bad checksum on line %llu", no);
         const char *text = end + 1;
-        EX_CHECK(fnv1a(text, strlen(text)) == sum, "line %llu: checksum", no);
-        *digest = digest_add(*digest, sum);
+        EX_CHECK(ex_fnv1a(text, strlen(text)) == sum, "line %llu: checksum",
+                 no);
+        *digest = ex_digest_add(*digest, sum);
         lines++;
     }
     free(buf);
@@ -352,22 +335,13 @@ remove_temp_files(void)
 }
 
 static void
-temp_path(char *out, size_t n, const char *dir, const char *file)
-{
-    int w = snprintf(out, n, "%s/%s", dir, file);
-    EX_CHECK(w > 0 && (size_t)w < n, "path too long");
-}
-
-static void
 make_sample(stage_t st[3])
 {
-    const char *tmp = getenv("TMPDIR");
-
-    temp_path(tmp_dir, sizeof tmp_dir, tmp != NULL && *tmp ? tmp : "/tmp",
-              "weft-pipeline-XXXXXX");
+    ex_path_join(tmp_dir, sizeof tmp_dir, ex_tmp_base(),
+                 "weft-pipeline-XXXXXX");
     EX_CHECK(mkdtemp(tmp_dir) != NULL, "mkdtemp: %s", strerror(errno));
-    temp_path(tmp_in, sizeof tmp_in, tmp_dir, "input.txt");
-    temp_path(tmp_out, sizeof tmp_out, tmp_dir, "output.txt");
+    ex_path_join(tmp_in, sizeof tmp_in, tmp_dir, "input.txt");
+    ex_path_join(tmp_out, sizeof tmp_out, tmp_dir, "output.txt");
     EX_CHECK(atexit(remove_temp_files) == 0, "atexit failed");
     write_sample(tmp_in);
     st[0].path = tmp_in;

@@ -73,16 +73,6 @@ typedef struct run {
 /* The work on one line, shared by the pipeline and the checks             */
 
 static uint64_t
-fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 14695981039346656037u;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)s[i]) * 1099511628211u;
-    }
-    return h;
-}
-
-static uint64_t
 count_words(const char *s, size_t n)
 {
     uint64_t words = 0;
@@ -106,7 +96,7 @@ totals_add(totals_t *t, uint64_t index, uint64_t words, uint64_t sum)
     h ^= h >> 29;
     t->lines++;
     t->words += words;
-    t->digest = (t->digest ^ h) * 1099511628211u + 1;
+    t->digest = ex_digest_add(t->digest, h);
     t->mix += h;
 }
 
@@ -147,7 +137,7 @@ count_line(void *ctx, void *item, void **out)
     }
     c->index = line->index;
     c->words = count_words(line->text, line->len);
-    c->sum = fnv1a(line->text, line->len);
+    c->sum = ex_fnv1a(line->text, line->len);
     weft_line_free(line);
     live_add(run, 1);
     *out = c;
@@ -384,7 +374,7 @@ count_file(const char *path, const char *out_path, double *secs)
              out_path, strerror(errno));
     while ((n = getline(&buf, &cap, f)) >= 0) {
         size_t len = chomp(buf, (size_t)n);
-        uint64_t words = count_words(buf, len), sum = fnv1a(buf, len);
+        uint64_t words = count_words(buf, len), sum = ex_fnv1a(buf, len);
         EX_CHECK(write_record(out, t.lines, words, sum) > 0, "cannot write %s",
                  out_path);
         totals_add(&t, t.lines, words, sum);
@@ -454,24 +444,15 @@ remove_temp_files(void)
 }
 
 static void
-temp_path(char *out, size_t n, const char *dir, const char *file)
-{
-    int w = snprintf(out, n, "%s/%s", dir, file);
-    EX_CHECK(w > 0 && (size_t)w < n, "path too long");
-}
-
-static void
 make_temp_dir(void)
 {
-    const char *tmp = getenv("TMPDIR");
-
-    temp_path(tmp_dir, sizeof tmp_dir, tmp != NULL && *tmp ? tmp : "/tmp",
-              "weft-wordcount-XXXXXX");
+    ex_path_join(tmp_dir, sizeof tmp_dir, ex_tmp_base(),
+                 "weft-wordcount-XXXXXX");
     EX_CHECK(mkdtemp(tmp_dir) != NULL, "mkdtemp: %s", strerror(errno));
     EX_CHECK(atexit(remove_temp_files) == 0, "atexit failed");
-    temp_path(tmp_ordered, sizeof tmp_ordered, tmp_dir, "ordered.txt");
-    temp_path(tmp_unordered, sizeof tmp_unordered, tmp_dir, "unordered.txt");
-    temp_path(tmp_single, sizeof tmp_single, tmp_dir, "single.txt");
+    ex_path_join(tmp_ordered, sizeof tmp_ordered, tmp_dir, "ordered.txt");
+    ex_path_join(tmp_unordered, sizeof tmp_unordered, tmp_dir, "unordered.txt");
+    ex_path_join(tmp_single, sizeof tmp_single, tmp_dir, "single.txt");
 }
 
 static void
@@ -503,7 +484,7 @@ main(int argc, char **argv)
     if (argc == 2) {
         input = argv[1];
     } else {
-        temp_path(tmp_in, sizeof tmp_in, tmp_dir, "input.txt");
+        ex_path_join(tmp_in, sizeof tmp_in, tmp_dir, "input.txt");
         write_sample(tmp_in, SAMPLE_BYTES);
     }
     EX_CHECK(stat(input, &st) == 0, "%s: %s", input, strerror(errno));

@@ -98,8 +98,11 @@ draw(size_t m)
 /* ------------------------------------------------------------------------ */
 /* Cases                                                                     */
 
+/* The enabled cases of cases[0..n) into s: WEFT_OK, WEFT_EINVAL for bad
+ * arguments, or WEFT_ECLOSED (and *index = SIZE_MAX) when none is
+ * enabled. */
 static int
-check(weft_select_case_t *cases, size_t n, const size_t *index, sel_set_t *s)
+check(weft_select_case_t *cases, size_t n, size_t *index, sel_set_t *s)
 {
     if (index == NULL || (cases == NULL && n > 0) || n > WEFT_SELECT_MAX) {
         return WEFT_EINVAL;
@@ -116,6 +119,10 @@ check(weft_select_case_t *cases, size_t n, const size_t *index, sel_set_t *s)
             return WEFT_EINVAL;
         }
         s->on[s->m++] = (uint8_t)i;
+    }
+    if (s->m == 0) {
+        *index = SIZE_MAX;
+        return WEFT_ECLOSED;
     }
     return WEFT_OK;
 }
@@ -364,10 +371,6 @@ weft_select(weft_select_case_t *cases, size_t n, weft_time_t deadline,
     if (rc != WEFT_OK) {
         return rc;
     }
-    if (s.m == 0) {
-        *index = SIZE_MAX;
-        return WEFT_ECLOSED;
-    }
     rc = try_round(&s, index);
     if (rc != WEFT_EAGAIN) {
         return rc;
@@ -389,10 +392,6 @@ weft_try_select(weft_select_case_t *cases, size_t n, size_t *index)
     int rc = check(cases, n, index, &s);
     if (rc != WEFT_OK) {
         return rc;
-    }
-    if (s.m == 0) {
-        *index = SIZE_MAX;
-        return WEFT_ECLOSED;
     }
     return try_round(&s, index);
 }

@@ -9,7 +9,7 @@
  * at a random stage and item or are cancelled at a random time (every
  * item freed exactly once, nothing runs after the future completed).
  */
-#include "testutil.h"
+#include "pipe_testutil.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -32,8 +32,8 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 /*
  * DESIGN
  * Stage functions run on pool workers, where cmocka must not assert: they
- * count problems in `bad` (keeping the first message) and the test thread
- * checks after the future completed. Exactly-once is a per-item counter
+ * count problems with wt_pipe_report (keeping the first message) and the test
+ * thread checks after the future completed. Exactly-once is a per-item counter
  * (fetch_add must see 0); order is a strictly increasing key at each
  * ordered stage; concurrency is a counter of calls running and its
  * maximum. Memory: in sanitizer builds the allocator's own count of live
@@ -55,99 +55,6 @@ stress_n(size_t n)
     return wt_size(s, n * 10);
 }
 
-static _Atomic int bad;
-static char bad_what[256];
-
-static void
-report(const char *what, uint64_t a, int64_t b)
-{
-    if (atomic_fetch_add(&bad, 1) == 0) {
-        snprintf(bad_what, sizeof(bad_what), "%s (%llu, %lld)", what,
-                 (unsigned long long)a, (long long)b);
-    }
-}
-
-static void
-check_no_report(void)
-{
-    if (atomic_load(&bad) != 0) {
-        fail_msg("%d problem(s) seen inside the pipeline; first: %s",
-                 atomic_load(&bad), bad_what);
-    }
-}
-
-typedef struct conc {
-    _Atomic int now;
-    _Atomic int max;
-} conc_t;
-
-static void
-conc_enter(conc_t *c)
-{
-    int n = atomic_fetch_add(&c->now, 1) + 1;
-    int m = atomic_load(&c->max);
-    while (n > m && !atomic_compare_exchange_weak(&c->max, &m, n)) {
-    }
-}
-
-static void
-conc_leave(conc_t *c)
-{
-    atomic_fetch_sub(&c->now, 1);
-}
-
-static void
-max_update(_Atomic int64_t *max, int64_t v)
-{
-    int64_t m = atomic_load(max);
-    while (v > m && !atomic_compare_exchange_weak(max, &m, v)) {
-    }
-}
-
-static weft_executor_t *
-mk_pool(void)
-{
-    weft_pool_opts_t o = WEFT_POOL_OPTS_INIT;
-    o.name = "plstress";
-    o.workers = WORKERS;
-    weft_executor_t *ex = NULL;
-    assert_int_equal(weft_pool_create(&o, &ex), WEFT_OK);
-    return ex;
-}
-
-static weft_pipeline_t *
-mk(weft_executor_t *ex, const char *name, size_t max_in_flight)
-{
-    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
-    o.name = name;
-    o.executor = ex;
-    o.max_in_flight = max_in_flight;
-    weft_pipeline_t *p = NULL;
-    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
-    return p;
-}
-
-static void
-add(weft_pipeline_t *p, const weft_stage_t *s)
-{
-    assert_int_equal(weft_pipeline_stage(p, s), WEFT_OK);
-}
-
-static weft_future_state_t
-start_wait(weft_pipeline_t *p, weft_future_t **fut)
-{
-    weft_future_t *f = NULL;
-    assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
-    assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)), WEFT_OK);
-    weft_future_state_t st = weft_future_state(f);
-    if (fut != NULL) {
-        *fut = f;
-    } else {
-        weft_future_release(f);
-    }
-    return st;
-}
-
 /* ------------------------------------------------------------------------ */
 /* (1) A million items: exactly once, in order, bounded parallelism         */
 
@@ -162,7 +69,7 @@ typedef struct flow {
     bool b_ordered; /* stage b serial and ordered */
     uint64_t b_next;
     uint64_t nap_every; /* 0: never; else 1 call in nap_every naps 20 us */
-    conc_t ca, cb, ck;
+    wt_conc_t ca, cb, ck;
 } flow_t;
 
 /* A short sleep in some calls: its worker yields the core, so others
@@ -177,18 +84,6 @@ flow_nap(const flow_t *f, uint64_t v)
     }
 }
 
-static void *
-tag(uint64_t v)
-{
-    return (void *)(uintptr_t)(v + 1);
-}
-
-static uint64_t
-untag(const void *p)
-{
-    return (uint64_t)(uintptr_t)p - 1;
-}
-
 static int
 flow_src(void *ctx, void **item)
 {
@@ -196,7 +91,7 @@ flow_src(void *ctx, void **item)
     if (f->next == f->n) {
         return WEFT_ECLOSED;
     }
-    *item = tag(f->next++);
+    *item = wt_pipe_tag(f->next++);
     return WEFT_OK;
 }
 
@@ -204,10 +99,10 @@ static int
 flow_a(void *ctx, void *item, void **out)
 {
     flow_t *f = ctx;
-    conc_enter(&f->ca);
-    flow_nap(f, untag(item));
-    *out = tag(2 * untag(item) + 1);
-    conc_leave(&f->ca);
+    wt_conc_enter(&f->ca);
+    flow_nap(f, wt_pipe_untag(item));
+    *out = wt_pipe_tag(2 * wt_pipe_untag(item) + 1);
+    wt_conc_leave(&f->ca);
     return WEFT_OK;
 }
 
@@ -215,21 +110,21 @@ static int
 flow_b(void *ctx, void *item, void **out)
 {
     flow_t *f = ctx;
-    conc_enter(&f->cb);
-    uint64_t w = untag(item);
+    wt_conc_enter(&f->cb);
+    uint64_t w = wt_pipe_untag(item);
     if (w % 2 != 1) {
-        report("stage b: input not from stage a", w, 0);
+        wt_pipe_report("stage b: input not from stage a", w, 0);
     }
     if (f->b_ordered) {
         if (w != 2 * f->b_next + 1) {
-            report("ordered stage b: got, expected", (w - 1) / 2,
-                   (int64_t)f->b_next);
+            wt_pipe_report("ordered stage b: got, expected", (w - 1) / 2,
+                           (int64_t)f->b_next);
         }
         f->b_next = (w - 1) / 2 + 1;
     }
     flow_nap(f, w);
-    *out = tag(w + 4);
-    conc_leave(&f->cb);
+    *out = wt_pipe_tag(w + 4);
+    wt_conc_leave(&f->cb);
     return WEFT_OK;
 }
 
@@ -238,35 +133,36 @@ flow_sink(void *ctx, void *item, void **out)
 {
     (void)out;
     flow_t *f = ctx;
-    conc_enter(&f->ck);
-    uint64_t w = untag(item);
+    wt_conc_enter(&f->ck);
+    uint64_t w = wt_pipe_untag(item);
     uint64_t v = (w - 5) / 2;
     if (w < 5 || (w - 5) % 2 != 0 || v >= f->n) {
-        report("sink: input not from stage b", w, 0);
+        wt_pipe_report("sink: input not from stage b", w, 0);
     } else {
         flow_nap(f, w + 1);
         if (atomic_fetch_add(&f->seen[v], 1) != 0) {
-            report("sink: item seen twice", v, 0);
+            wt_pipe_report("sink: item seen twice", v, 0);
         }
         if (f->ordered) {
             if (v != f->expect_next) {
-                report("ordered sink: got, expected", v,
-                       (int64_t)f->expect_next);
+                wt_pipe_report("ordered sink: got, expected", v,
+                               (int64_t)f->expect_next);
             }
             f->expect_next = v + 1;
         }
     }
     atomic_fetch_add(&f->count, 1);
-    conc_leave(&f->ck);
+    wt_conc_leave(&f->ck);
     return WEFT_OK;
 }
 
-/* pa, pb, pk: parallelism of stages a, b and the sink. */
-static void
-run_flow(size_t n, unsigned pa, unsigned pb, unsigned pk, bool ordered,
-         size_t max_in_flight, uint64_t nap_every)
+/* A flow of n items on a new pipeline on ex (*pp): stages a, b and the
+ * sink of parallelism par[0..2]; when `ordered`, an ordered sink, and an
+ * ordered b too when b is serial. */
+static flow_t *
+flow_new(weft_executor_t *ex, size_t n, const unsigned par[3], bool ordered,
+         size_t max_in_flight, uint64_t nap_every, weft_pipeline_t **pp)
 {
-    weft_executor_t *ex = mk_pool();
     flow_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->n = n;
@@ -274,58 +170,69 @@ run_flow(size_t n, unsigned pa, unsigned pb, unsigned pk, bool ordered,
     f->nap_every = nap_every;
     f->seen = calloc(n, sizeof(*f->seen));
     assert_non_null(f->seen);
-    weft_pipeline_t *p = mk(ex, "flow", max_in_flight);
+    weft_pipeline_t *p = wt_pipe_create(ex, "flow", max_in_flight);
     assert_int_equal(weft_pipeline_source(p, flow_src, f), WEFT_OK);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "a";
-    a.fn = flow_a;
-    a.ctx = f;
-    a.parallel = pa;
-    add(p, &a);
-    weft_stage_t b = WEFT_STAGE_INIT;
-    b.name = "b";
-    b.fn = flow_b;
-    b.ctx = f;
-    b.parallel = pb;
-    b.ordered = f->b_ordered = pb == 1 && ordered;
-    add(p, &b);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "sink";
-    k.fn = flow_sink;
-    k.ctx = f;
-    k.parallel = pk;
+    weft_stage_t a = wt_pipe_map_stage("a", flow_a, f, par[0]);
+    wt_pipe_add(p, &a);
+    weft_stage_t b = wt_pipe_map_stage("b", flow_b, f, par[1]);
+    b.ordered = f->b_ordered = par[1] == 1 && ordered;
+    wt_pipe_add(p, &b);
+    weft_stage_t k = wt_pipe_map_stage("sink", flow_sink, f, par[2]);
     k.ordered = ordered;
-    add(p, &k);
-    weft_time_t t0 = weft_now();
-    weft_future_t *fut = NULL;
-    weft_future_state_t st = start_wait(p, &fut);
-    double secs = (double)(weft_now() - t0) / (double)WEFT_SEC;
-    if (st != WEFT_FUTURE_DONE) {
-        fail_msg("ended %d: %s", (int)st, weft_future_error(fut));
+    wt_pipe_add(p, &k);
+    *pp = p;
+    return f;
+}
+
+/* Pipeline `which` of flow f delivered every item exactly once, and no
+ * stage ran more calls at once than its parallelism par[0..2]. */
+static void
+flow_check(const flow_t *f, const unsigned par[3], int which)
+{
+    assert_int_equal(atomic_load(&f->count), f->n);
+    for (size_t i = 0; i < f->n; i++) {
+        if (atomic_load(&f->seen[i]) != 1) {
+            fail_msg("pipeline %d: item %zu seen %d times", which, i,
+                     (int)atomic_load(&f->seen[i]));
+        }
     }
-    weft_future_release(fut);
+    const int most[3] = {atomic_load(&f->ca.max), atomic_load(&f->cb.max),
+                         atomic_load(&f->ck.max)};
+    for (int i = 0; i < 3; i++) {
+        if (par[i] != WEFT_STAGE_PARALLEL && most[i] > (int)par[i]) {
+            fail_msg("pipeline %d stage %d: %d calls at once, parallel %u",
+                     which, i, most[i], par[i]);
+        }
+    }
+}
+
+static void
+flow_free(flow_t *f)
+{
+    free((void *)f->seen);
+    free(f);
+}
+
+/* pa, pb, pk: parallelism of stages a, b and the sink. */
+static void
+run_flow(size_t n, unsigned pa, unsigned pb, unsigned pk, bool ordered,
+         size_t max_in_flight, uint64_t nap_every)
+{
+    weft_executor_t *ex = wt_pipe_pool("plstress", WORKERS);
+    const unsigned par[3] = {pa, pb, pk};
+    weft_pipeline_t *p = NULL;
+    flow_t *f = flow_new(ex, n, par, ordered, max_in_flight, nap_every, &p);
+    weft_time_t t0 = weft_now();
+    wt_pipe_expect_done(p, FAR);
+    double secs = (double)(weft_now() - t0) / (double)WEFT_SEC;
     printf("flow n=%zu parallel %u/%u/%u ordered=%d: %.2f s (%.0f items/s), "
            "most calls at once %d/%d/%d\n",
            n, pa, pb, pk, ordered, secs, (double)n / secs,
            atomic_load(&f->ca.max), atomic_load(&f->cb.max),
            atomic_load(&f->ck.max));
     fflush(stdout);
-    check_no_report();
-    assert_int_equal(atomic_load(&f->count), n);
-    for (size_t i = 0; i < n; i++) {
-        if (atomic_load(&f->seen[i]) != 1) {
-            fail_msg("item %zu seen %d times", i, (int)f->seen[i]);
-        }
-    }
-    const unsigned par[3] = {pa, pb, pk};
-    const int most[3] = {atomic_load(&f->ca.max), atomic_load(&f->cb.max),
-                         atomic_load(&f->ck.max)};
-    for (int i = 0; i < 3; i++) {
-        if (par[i] != WEFT_STAGE_PARALLEL && most[i] > (int)par[i]) {
-            fail_msg("stage %d: %d calls at once, parallel %u", i, most[i],
-                     par[i]);
-        }
-    }
+    wt_pipe_check_no_report();
+    flow_check(f, par, 0);
     weft_pipeline_stats_t s;
     assert_int_equal(weft_pipeline_stats(p, &s), WEFT_OK);
     for (size_t i = 0; i < s.nstages; i++) {
@@ -334,8 +241,7 @@ run_flow(size_t n, unsigned pa, unsigned pb, unsigned pk, bool ordered,
     weft_pipeline_stats_free(&s);
     weft_pipeline_destroy(p);
     weft_executor_destroy(ex);
-    free((void *)f->seen);
-    free(f);
+    flow_free(f);
 }
 
 static void
@@ -390,36 +296,13 @@ test_concurrent_pipelines(void **state)
         {WEFT_STAGE_PARALLEL, 2, WEFT_STAGE_PARALLEL, 0},
     };
     size_t n = stress_n(250000);
-    weft_executor_t *ex = mk_pool();
+    weft_executor_t *ex = wt_pipe_pool("plstress", WORKERS);
     flow_t *f[NP];
     weft_pipeline_t *p[NP];
     weft_future_t *fut[NP];
     for (int i = 0; i < NP; i++) {
-        f[i] = calloc(1, sizeof(*f[i]));
-        assert_non_null(f[i]);
-        f[i]->n = n;
-        f[i]->ordered = cfg[i][3] != 0;
-        f[i]->nap_every = i == 1 ? 256 : 0;
-        f[i]->seen = calloc(n, sizeof(*f[i]->seen));
-        assert_non_null(f[i]->seen);
-        p[i] = mk(ex, "many", (size_t)(4 + 20 * i));
-        assert_int_equal(weft_pipeline_source(p[i], flow_src, f[i]), WEFT_OK);
-        weft_stage_t a = WEFT_STAGE_INIT;
-        a.fn = flow_a;
-        a.ctx = f[i];
-        a.parallel = cfg[i][0];
-        add(p[i], &a);
-        weft_stage_t b = WEFT_STAGE_INIT;
-        b.fn = flow_b;
-        b.ctx = f[i];
-        b.parallel = cfg[i][1];
-        add(p[i], &b);
-        weft_stage_t k = WEFT_STAGE_INIT;
-        k.fn = flow_sink;
-        k.ctx = f[i];
-        k.parallel = cfg[i][2];
-        k.ordered = f[i]->ordered;
-        add(p[i], &k);
+        f[i] = flow_new(ex, n, cfg[i], cfg[i][3] != 0, (size_t)(4 + 20 * i),
+                        i == 1 ? 256 : 0, &p[i]);
     }
     weft_time_t t0 = weft_now();
     for (int i = 0; i < NP; i++) {
@@ -436,27 +319,11 @@ test_concurrent_pipelines(void **state)
     }
     printf("%d pipelines of %zu items at once: %.2f s\n", NP, n,
            (double)(weft_now() - t0) / (double)WEFT_SEC);
-    check_no_report();
+    wt_pipe_check_no_report();
     for (int i = 0; i < NP; i++) {
-        assert_int_equal(atomic_load(&f[i]->count), n);
-        for (size_t j = 0; j < n; j++) {
-            if (atomic_load(&f[i]->seen[j]) != 1) {
-                fail_msg("pipeline %d: item %zu seen %d times", i, j,
-                         (int)f[i]->seen[j]);
-            }
-        }
-        const int most[3] = {atomic_load(&f[i]->ca.max),
-                             atomic_load(&f[i]->cb.max),
-                             atomic_load(&f[i]->ck.max)};
-        for (int s = 0; s < 3; s++) {
-            if (cfg[i][s] != WEFT_STAGE_PARALLEL && most[s] > (int)cfg[i][s]) {
-                fail_msg("pipeline %d stage %d: %d calls at once, parallel %u",
-                         i, s, most[s], cfg[i][s]);
-            }
-        }
+        flow_check(f[i], cfg[i], i);
         weft_pipeline_destroy(p[i]);
-        free((void *)f[i]->seen);
-        free(f[i]);
+        flow_free(f[i]);
     }
     weft_executor_destroy(ex);
 }
@@ -488,9 +355,9 @@ mem_src(void *ctx, void **item)
     }
 #if HAVE_ALLOC_STATS
     if (m->next % 16 == 0) {
-        max_update(&m->heap_max,
-                   (int64_t)__sanitizer_get_current_allocated_bytes() -
-                       m->heap_base);
+        wt_max_update(&m->heap_max,
+                      (int64_t)__sanitizer_get_current_allocated_bytes() -
+                          m->heap_base);
     }
 #endif
     unsigned char *b = malloc(BLOCK);
@@ -503,7 +370,7 @@ mem_src(void *ctx, void **item)
     memcpy(b, &m->next, sizeof(m->next));
     m->sum_made += m->next;
     m->next++;
-    max_update(&m->live_max, atomic_fetch_add(&m->live, 1) + 1);
+    wt_max_update(&m->live_max, atomic_fetch_add(&m->live, 1) + 1);
     *item = b;
     return WEFT_OK;
 }
@@ -517,7 +384,7 @@ mem_touch(void *ctx, void *item, void **out)
     uint64_t idx;
     memcpy(&idx, b, sizeof(idx));
     if (b[BLOCK - 1] != (unsigned char)(idx & 0xff)) {
-        report("block corrupted", idx, b[BLOCK - 1]);
+        wt_pipe_report("block corrupted", idx, b[BLOCK - 1]);
     }
     *out = item;
     return WEFT_OK;
@@ -546,7 +413,8 @@ mem_drop(void *ctx, void *item)
 {
     (void)ctx;
     (void)item;
-    report("an item was dropped in a run that neither fails nor cancels", 0, 0);
+    wt_pipe_report(
+        "an item was dropped in a run that neither fails nor cancels", 0, 0);
 }
 
 /* kB from a "Name:   123 kB" line of /proc/self/status (-1 if absent). */
@@ -587,31 +455,23 @@ test_bounded_memory(void **state)
 {
     (void)state;
     const uint64_t n = stress_n(1000000);
-    weft_executor_t *ex = mk_pool();
+    weft_executor_t *ex = wt_pipe_pool("plstress", WORKERS);
     mem_t *m = calloc(1, sizeof(*m));
     assert_non_null(m);
     m->n = n;
-    weft_pipeline_t *p = mk(ex, "memory", WINDOW);
+    weft_pipeline_t *p = wt_pipe_create(ex, "memory", WINDOW);
     assert_int_equal(weft_pipeline_source(p, mem_src, m), WEFT_OK);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "touch";
-    a.fn = mem_touch;
-    a.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t a =
+        wt_pipe_map_stage("touch", mem_touch, NULL, WEFT_STAGE_PARALLEL);
     a.drop = mem_drop;
-    add(p, &a);
-    weft_stage_t b = WEFT_STAGE_INIT;
-    b.name = "again";
-    b.fn = mem_touch;
-    b.parallel = 2;
+    wt_pipe_add(p, &a);
+    weft_stage_t b = wt_pipe_map_stage("again", mem_touch, NULL, 2);
     b.drop = mem_drop;
-    add(p, &b);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "free";
-    k.fn = mem_sink;
-    k.ctx = m;
+    wt_pipe_add(p, &b);
+    weft_stage_t k = wt_pipe_map_stage("free", mem_sink, m, 1);
     k.ordered = true;
     k.drop = mem_drop;
-    add(p, &k);
+    wt_pipe_add(p, &k);
 
 #if HAVE_ALLOC_STATS
     m->heap_base = (int64_t)__sanitizer_get_current_allocated_bytes();
@@ -619,14 +479,9 @@ test_bounded_memory(void **state)
     bool peak_ok = reset_peak_rss();
     long rss0 = status_kb("VmRSS");
     weft_time_t t0 = weft_now();
-    weft_future_t *fut = NULL;
-    weft_future_state_t st = start_wait(p, &fut);
+    wt_pipe_expect_done(p, FAR);
     double secs = (double)(weft_now() - t0) / (double)WEFT_SEC;
     long hwm = status_kb("VmHWM");
-    if (st != WEFT_FUTURE_DONE) {
-        fail_msg("ended %d: %s", (int)st, weft_future_error(fut));
-    }
-    weft_future_release(fut);
 
     double volume = (double)n * BLOCK / MIB;
     double growth =
@@ -640,7 +495,7 @@ test_bounded_memory(void **state)
            (double)atomic_load(&m->heap_max) / MIB);
 #endif
     fflush(stdout);
-    check_no_report();
+    wt_pipe_check_no_report();
     assert_int_equal(atomic_load(&m->sunk), n);
     assert_int_equal(atomic_load(&m->sum), m->sum_made);
     assert_int_equal(atomic_load(&m->live), 0);
@@ -694,7 +549,7 @@ typedef struct sstage {
     bool after_batch; /* a batch stage comes before it */
     bool after_flat;  /* a flat stage comes before it */
     char name[16];
-    conc_t conc;
+    wt_conc_t conc;
     uint64_t last_seq; /* ordered stages: seq of the last item + 1 */
 } sstage_t;
 
@@ -733,7 +588,7 @@ item_new(run_t *r, uint64_t seq, uint32_t sub)
 {
     uint64_t id = atomic_fetch_add(&r->next_id, 1);
     if (id >= r->cap) {
-        report("more items than planned", id, 0);
+        wt_pipe_report("more items than planned", id, 0);
         return NULL;
     }
     item_t *it = malloc(sizeof(*it));
@@ -752,11 +607,11 @@ static void
 item_free(run_t *r, item_t *it)
 {
     if (it->magic != MAGIC || it->id >= r->cap) {
-        report("freeing something that is not a live item", 0, 0);
+        wt_pipe_report("freeing something that is not a live item", 0, 0);
         return;
     }
     if (atomic_fetch_add(&r->freed[it->id], 1) != 0) {
-        report("item freed twice", it->id, 0);
+        wt_pipe_report("item freed twice", it->id, 0);
         return;
     }
     it->magic = 0;
@@ -803,8 +658,8 @@ check_order(sstage_t *s, const item_t *it)
      * sequence number. */
     uint64_t seq = it->seq + 1;
     if (seq < s->last_seq || (seq == s->last_seq && !s->after_flat)) {
-        report("ordered stage: out of order (seq, last)", it->seq,
-               (int64_t)s->last_seq - 1);
+        wt_pipe_report("ordered stage: out of order (seq, last)", it->seq,
+                       (int64_t)s->last_seq - 1);
     }
     s->last_seq = seq;
 }
@@ -842,20 +697,35 @@ r_source(void *ctx, void **item)
     return WEFT_OK;
 }
 
+/* The start of a map or flat stage's call on `it` (the stage then leaves
+ * s->conc): true when the call fails at it, with *rc its code and `it`
+ * freed; else *rc = WEFT_OK. */
+static bool
+stage_enter(sstage_t *s, item_t *it, int *rc)
+{
+    run_t *r = s->r;
+    watch(r);
+    wt_conc_enter(&s->conc);
+    check_order(s, it);
+    *rc = WEFT_OK;
+    if (!fails_here(s, it)) {
+        return false;
+    }
+    atomic_fetch_add(&r->failed, 1);
+    *rc = inject(s, it);
+    item_free(r, it);
+    return true;
+}
+
 static int
 r_map(void *ctx, void *item, void **out)
 {
     sstage_t *s = ctx;
     run_t *r = s->r;
     item_t *it = item;
-    watch(r);
-    conc_enter(&s->conc);
-    check_order(s, it);
-    int rc = WEFT_OK;
-    if (fails_here(s, it)) {
-        atomic_fetch_add(&r->failed, 1);
-        rc = inject(s, it);
-        item_free(r, it);
+    int rc;
+    if (stage_enter(s, it, &rc)) {
+        /* Failed at it: freed. */
     } else if (s->kind == K_FILTER && it->seq % 7 == 3) {
         atomic_fetch_add(&r->filtered, 1);
         item_free(r, it);
@@ -866,7 +736,7 @@ r_map(void *ctx, void *item, void **out)
     } else {
         *out = it;
     }
-    conc_leave(&s->conc);
+    wt_conc_leave(&s->conc);
     return rc;
 }
 
@@ -877,14 +747,8 @@ r_flat(void *ctx, void *item, weft_emit_t *em)
     sstage_t *s = ctx;
     run_t *r = s->r;
     item_t *it = item;
-    watch(r);
-    conc_enter(&s->conc);
-    check_order(s, it);
-    int rc = WEFT_OK;
-    if (fails_here(s, it)) {
-        atomic_fetch_add(&r->failed, 1);
-        rc = inject(s, it);
-        item_free(r, it);
+    int rc;
+    if (stage_enter(s, it, &rc)) {
         goto out;
     }
     item_t *child = NULL;
@@ -898,7 +762,7 @@ r_flat(void *ctx, void *item, weft_emit_t *em)
     }
     rc = weft_emit(em, it);
     if (rc != WEFT_OK) {
-        report("weft_emit of a flat stage failed", it->seq, rc);
+        wt_pipe_report("weft_emit of a flat stage failed", it->seq, rc);
         item_free(r, it);
         if (child != NULL) {
             item_free(r, child);
@@ -908,12 +772,12 @@ r_flat(void *ctx, void *item, weft_emit_t *em)
     if (child != NULL) {
         rc = weft_emit(em, child);
         if (rc != WEFT_OK) {
-            report("weft_emit of a child failed", it->seq, rc);
+            wt_pipe_report("weft_emit of a child failed", it->seq, rc);
             item_free(r, child);
         }
     }
 out:
-    conc_leave(&s->conc);
+    wt_conc_leave(&s->conc);
     return rc;
 }
 
@@ -923,10 +787,10 @@ r_batch(void *ctx, void **items, size_t n, weft_emit_t *em)
     sstage_t *s = ctx;
     run_t *r = s->r;
     watch(r);
-    conc_enter(&s->conc);
+    wt_conc_enter(&s->conc);
     int rc = WEFT_OK;
     if (n < 1 || n > 4) {
-        report("batch size out of 1..batch_max", n, 0);
+        wt_pipe_report("batch size out of 1..batch_max", n, 0);
     }
     for (size_t i = 0; i < n; i++) {
         check_order(s, items[i]);
@@ -934,14 +798,14 @@ r_batch(void *ctx, void **items, size_t n, weft_emit_t *em)
         if (rc == WEFT_OK) {
             rc = weft_emit(em, items[i]);
             if (rc != WEFT_OK) {
-                report("weft_emit of a batch stage failed", i, rc);
+                wt_pipe_report("weft_emit of a batch stage failed", i, rc);
                 item_free(r, items[i]);
             }
         } else {
             item_free(r, items[i]);
         }
     }
-    conc_leave(&s->conc);
+    wt_conc_leave(&s->conc);
     return rc;
 }
 
@@ -992,7 +856,7 @@ configure(run_t *r, uint64_t *rng, weft_pipeline_t *p)
         } else {
             ws.fn = r_map;
         }
-        add(p, &ws);
+        wt_pipe_add(p, &ws);
     }
 }
 
@@ -1158,7 +1022,7 @@ chaos_round(weft_executor_t *ex, uint64_t *rng, int mode)
     r->fail_stage = -1;
     r->cancel_stage = -1;
     size_t window = 1 + (size_t)(wt_rand(rng) % 48);
-    weft_pipeline_t *p = mk(ex, "chaos", window);
+    weft_pipeline_t *p = wt_pipe_create(ex, "chaos", window);
     r->p = p;
     assert_int_equal(weft_pipeline_source(p, r_source, r), WEFT_OK);
     configure(r, rng, p);
@@ -1201,11 +1065,12 @@ chaos_round(weft_executor_t *ex, uint64_t *rng, int mode)
         note(&v, "[%s] %lld items alive when the future completed", desc,
              (long long)live);
     }
-    int problems = atomic_exchange(&bad, 0);
+    const char *first_problem = NULL;
+    int problems = wt_pipe_take_reports(&first_problem);
     if (problems != 0) {
         note(&v, "[%s] fail at stage %d item %llu: %d problem(s), first: %s",
              desc, r->fail_stage, (unsigned long long)r->fail_seq, problems,
-             bad_what);
+             first_problem);
     }
     check_outcome(r, f, mode, desc, &v);
     check_items(r, p, desc, &v);
@@ -1296,26 +1161,22 @@ test_cancel_destroy_churn(void **state)
     (void)state;
     uint64_t rng = wt_seed() ^ 0x5bd1e995u;
     size_t rounds = wt_size(3000 * WEFT_TEST_SLOW, 30000);
-    weft_executor_t *ex = mk_pool();
+    weft_executor_t *ex = wt_pipe_pool("plstress", WORKERS);
     churn_t c;
     memset(&c, 0, sizeof(c));
     for (size_t i = 0; i < rounds; i++) {
-        weft_pipeline_t *p = mk(ex, "churn", 1 + (size_t)(i % 8));
+        weft_pipeline_t *p = wt_pipe_create(ex, "churn", 1 + (size_t)(i % 8));
         assert_int_equal(weft_pipeline_source(p, churn_source, &c), WEFT_OK);
         if (i % 2 == 0) {
-            weft_stage_t a = WEFT_STAGE_INIT;
-            a.fn = churn_pass;
-            a.ctx = &c;
+            weft_stage_t a =
+                wt_pipe_map_stage(NULL, churn_pass, &c, WEFT_STAGE_PARALLEL);
             a.drop = churn_drop;
-            a.parallel = WEFT_STAGE_PARALLEL;
-            add(p, &a);
+            wt_pipe_add(p, &a);
         }
-        weft_stage_t k = WEFT_STAGE_INIT;
-        k.fn = churn_sink;
-        k.ctx = &c;
+        weft_stage_t k =
+            wt_pipe_map_stage(NULL, churn_sink, &c, (unsigned)(i % 3));
         k.drop = churn_drop;
-        k.parallel = (unsigned)(i % 3);
-        add(p, &k);
+        wt_pipe_add(p, &k);
         assert_int_equal(weft_pipeline_start(p, NULL), WEFT_OK);
         uint64_t r = wt_rand(&rng) % 4;
         if (r > 0) {
@@ -1342,7 +1203,7 @@ test_fail_and_cancel(void **state)
     size_t rounds = wt_size(1000, 10000);
     /* Static: reachable (not a leak) if a round fails the test. */
     static weft_executor_t *ex;
-    ex = mk_pool();
+    ex = wt_pipe_pool("plstress", WORKERS);
     size_t outcome[5] = {0, 0, 0, 0, 0};
     weft_time_t t0 = weft_now();
     for (size_t i = 0; i < rounds; i++) {

@@ -6,7 +6,7 @@
  * item reaches the sink or a drop function exactly once), the in-flight
  * bound, stats and destroy.
  */
-#include "testutil.h"
+#include "pipe_testutil.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,9 +22,9 @@
 /*
  * DESIGN
  * Stage functions run on pool workers, where cmocka's asserts must not be
- * used: they record what they see in atomics (and the first problem in
- * `bad`), and the test thread asserts on those once the pipeline's future
- * has completed. Most items are tagged integers (sequence number + 1, so
+ * used: they record what they see in atomics (and problems with
+ * wt_pipe_report), and the test thread asserts on those once the pipeline's
+ * future has completed. Most items are tagged integers (sequence number + 1, so
  * never NULL): the pipeline never looks inside an item. The tests that
  * count frees use malloc'd items.
  */
@@ -38,10 +38,8 @@ static int
 setup(void **state)
 {
     (void)state;
-    weft_pool_opts_t o = WEFT_POOL_OPTS_INIT;
-    o.name = "pltest";
-    o.workers = WORKERS;
-    return weft_pool_create(&o, &pool);
+    pool = wt_pipe_pool("pltest", WORKERS);
+    return 0;
 }
 
 static int
@@ -56,58 +54,26 @@ teardown(void **state)
 /* ------------------------------------------------------------------------ */
 /* Shared helpers                                                            */
 
-static _Atomic int bad;
-static char bad_what[256];
+/* An address no pipeline or future has: out-parameters that must stay
+ * untouched are set to it first. */
+static int sentinel_obj;
 
-static void
-report(const char *what, uint64_t a, int64_t b)
-{
-    if (atomic_fetch_add(&bad, 1) == 0) {
-        snprintf(bad_what, sizeof(bad_what), "%s (%llu, %lld)", what,
-                 (unsigned long long)a, (long long)b);
-    }
-}
-
-static void
-check_no_report(void)
-{
-    /* Reset first: a failure here must not fail the next tests. */
-    int n = atomic_exchange(&bad, 0);
-    if (n != 0) {
-        fail_msg("%d problem(s) seen inside the pipeline; first: %s", n,
-                 bad_what);
-    }
-}
-
-static void *
-tag(uint64_t v)
-{
-    return (void *)(uintptr_t)(v + 1);
-}
-
-static uint64_t
-untag(const void *p)
-{
-    return (uint64_t)(uintptr_t)p - 1;
-}
-
+/* A pipeline on the shared pool. */
 static weft_pipeline_t *
 mk(const char *name, size_t max_in_flight)
 {
-    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
-    o.name = name;
-    o.executor = pool;
-    o.max_in_flight = max_in_flight;
-    weft_pipeline_t *p = NULL;
-    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
-    assert_non_null(p);
-    return p;
+    return wt_pipe_create(pool, name, max_in_flight);
 }
 
-static void
-add(weft_pipeline_t *p, const weft_stage_t *s)
+/* A pipeline on ex, its source_blocking option as given. */
+static weft_pipeline_t *
+mk_source_blocking(weft_executor_t *ex, const char *name, bool blocking)
 {
-    assert_int_equal(weft_pipeline_stage(p, s), WEFT_OK);
+    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
+    o.name = name;
+    o.executor = ex;
+    o.source_blocking = blocking;
+    return wt_pipe_create_opts(&o);
 }
 
 /* Start p and wait (with a far deadline: a hang is a failure, not a
@@ -115,45 +81,13 @@ add(weft_pipeline_t *p, const weft_stage_t *s)
 static weft_future_t *
 start_wait(weft_pipeline_t *p)
 {
-    weft_future_t *f = NULL;
-    assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
-    assert_non_null(f);
-    assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)), WEFT_OK);
-    assert_true(weft_future_done(f));
-    return f;
+    return wt_pipe_start_wait(p, FAR);
 }
 
 static void
 expect_done(weft_pipeline_t *p)
 {
-    weft_future_t *f = start_wait(p);
-    if (weft_future_state(f) != WEFT_FUTURE_DONE) {
-        fail_msg("pipeline ended %d (%s): %s", (int)weft_future_state(f),
-                 weft_errname(weft_future_code(f)), weft_future_error(f));
-    }
-    assert_int_equal(weft_future_code(f), WEFT_OK);
-    weft_future_release(f);
-}
-
-/* Concurrency of one stage: calls running now and the most seen. */
-typedef struct conc {
-    _Atomic int now;
-    _Atomic int max;
-} conc_t;
-
-static void
-conc_enter(conc_t *c)
-{
-    int n = atomic_fetch_add(&c->now, 1) + 1;
-    int m = atomic_load(&c->max);
-    while (n > m && !atomic_compare_exchange_weak(&c->max, &m, n)) {
-    }
-}
-
-static void
-conc_leave(conc_t *c)
-{
-    atomic_fetch_sub(&c->now, 1);
+    wt_pipe_expect_done(p, FAR);
 }
 
 /* A source of n tagged sequence numbers (n == UINT64_MAX: endless). */
@@ -163,24 +97,24 @@ typedef struct src {
     _Atomic uint64_t calls;
     _Atomic int stop_seen; /* set by the test: calls after it are counted */
     _Atomic uint64_t calls_after_stop;
-    conc_t conc;
+    wt_conc_t conc;
 } src_t;
 
 static int
 src_fn(void *ctx, void **item)
 {
     src_t *s = ctx;
-    conc_enter(&s->conc);
+    wt_conc_enter(&s->conc);
     atomic_fetch_add(&s->calls, 1);
     if (atomic_load(&s->stop_seen)) {
         atomic_fetch_add(&s->calls_after_stop, 1);
     }
     int rc = WEFT_ECLOSED;
     if (s->next < s->n) {
-        *item = tag(s->next++);
+        *item = wt_pipe_tag(s->next++);
         rc = WEFT_OK;
     }
-    conc_leave(&s->conc);
+    wt_conc_leave(&s->conc);
     return rc;
 }
 
@@ -208,7 +142,7 @@ typedef struct sink {
     _Atomic uint64_t count;
     uint64_t expect_next; /* serial sinks only */
     bool ordered;
-    conc_t conc;
+    wt_conc_t conc;
     weft_time_t sleep;
 } sink_t;
 
@@ -233,14 +167,14 @@ static void
 sink_value(sink_t *k, uint64_t v)
 {
     if (v >= k->cap) {
-        report("sink: value out of range", v, 0);
+        wt_pipe_report("sink: value out of range", v, 0);
     } else if (atomic_fetch_add(&k->seen[v], 1) != 0) {
-        report("sink: value seen twice", v, 0);
+        wt_pipe_report("sink: value seen twice", v, 0);
     }
     if (k->ordered) {
         if (v != k->expect_next) {
-            report("sink: out of order (got, expected)", v,
-                   (int64_t)k->expect_next);
+            wt_pipe_report("sink: out of order (got, expected)", v,
+                           (int64_t)k->expect_next);
         }
         k->expect_next = v + 1;
     }
@@ -252,12 +186,12 @@ sink_fn(void *ctx, void *item, void **out)
 {
     (void)out;
     sink_t *k = ctx;
-    conc_enter(&k->conc);
+    wt_conc_enter(&k->conc);
     if (k->sleep > 0) {
         (void)weft_sleep_for(k->sleep);
     }
-    sink_value(k, untag(item));
-    conc_leave(&k->conc);
+    sink_value(k, wt_pipe_untag(item));
+    wt_conc_leave(&k->conc);
     return WEFT_OK;
 }
 
@@ -289,12 +223,22 @@ sink_check_all(sink_t *k, uint64_t n)
 static weft_stage_t
 sink_stage(sink_t *k)
 {
-    weft_stage_t s = WEFT_STAGE_INIT;
-    s.name = "sink";
-    s.fn = sink_fn;
-    s.ctx = k;
+    weft_stage_t s = wt_pipe_map_stage("sink", sink_fn, k, 1);
     s.ordered = k->ordered;
     return s;
+}
+
+/* Add a serial stage that counts its items into *got, and the items
+ * dropped at it too when `with_drop` (each item then counts once, sunk or
+ * dropped). */
+static void
+add_counter(weft_pipeline_t *p, _Atomic uint64_t *got, bool with_drop)
+{
+    weft_stage_t k = wt_pipe_map_stage(NULL, wt_pipe_sink_count, got, 1);
+    if (with_drop) {
+        k.drop = wt_pipe_drop_count;
+    }
+    wt_pipe_add(p, &k);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -304,7 +248,7 @@ static void
 test_create_errors(void **state)
 {
     (void)state;
-    weft_pipeline_t *sentinel = (weft_pipeline_t *)&bad;
+    weft_pipeline_t *sentinel = (weft_pipeline_t *)&sentinel_obj;
     weft_pipeline_t *p = sentinel;
     weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
     o.executor = pool;
@@ -385,10 +329,8 @@ test_stage_errors(void **state)
     b.batch_max = 0;
     assert_int_equal(weft_pipeline_stage(p, &b), WEFT_EINVAL);
     /* ordered with parallel != 1, for each kind of stage. */
-    weft_stage_t m = WEFT_STAGE_INIT;
-    m.fn = map_identity;
+    weft_stage_t m = wt_pipe_map_stage(NULL, map_identity, NULL, 2);
     m.ordered = true;
-    m.parallel = 2;
     assert_int_equal(weft_pipeline_stage(p, &m), WEFT_EINVAL);
     m.parallel = WEFT_STAGE_PARALLEL;
     assert_int_equal(weft_pipeline_stage(p, &m), WEFT_EINVAL);
@@ -405,9 +347,9 @@ test_stage_errors(void **state)
     /* None of the rejected stages was appended: the valid ones below are
      * the only stages (nstages counts the source). */
     m.parallel = 1;
-    add(p, &m);
+    wt_pipe_add(p, &m);
     b.parallel = 1;
-    add(p, &b);
+    wt_pipe_add(p, &b);
     weft_pipeline_stats_t st;
     assert_int_equal(weft_pipeline_stats(p, &st), WEFT_OK);
     assert_int_equal(st.nstages, 3);
@@ -421,7 +363,7 @@ static void
 test_start_errors(void **state)
 {
     (void)state;
-    weft_future_t *sentinel = (weft_future_t *)&bad;
+    weft_future_t *sentinel = (weft_future_t *)&sentinel_obj;
     weft_future_t *f = sentinel;
     src_t s;
     sink_t k;
@@ -433,7 +375,7 @@ test_start_errors(void **state)
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_EINVAL);
     assert_ptr_equal(f, sentinel);
     /* A stage, no source. */
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_EINVAL);
     assert_ptr_equal(f, sentinel);
     weft_pipeline_destroy(p);
@@ -445,7 +387,7 @@ test_start_errors(void **state)
     assert_ptr_equal(f, sentinel);
     assert_int_equal(atomic_load(&s.calls), 0);
     /* Now complete: it starts once. */
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
     weft_future_t *g = sentinel;
@@ -468,7 +410,7 @@ test_start_errors(void **state)
     assert_true(st.finished);
     weft_pipeline_stats_free(&st);
     weft_pipeline_destroy(p);
-    check_no_report();
+    wt_pipe_check_no_report();
     /* The single start ran the stream once. */
     sink_check_all(&k, 10);
     sink_fini(&k);
@@ -478,20 +420,14 @@ static void
 test_start_on_shut_down_pool(void **state)
 {
     (void)state;
-    weft_pool_opts_t po = WEFT_POOL_OPTS_INIT;
-    po.workers = 1;
-    weft_executor_t *ex = NULL;
-    assert_int_equal(weft_pool_create(&po, &ex), WEFT_OK);
-    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
-    o.executor = ex;
-    weft_pipeline_t *p = NULL;
-    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+    weft_executor_t *ex = wt_pipe_pool(NULL, 1);
+    weft_pipeline_t *p = wt_pipe_create(ex, NULL, 0);
     src_t s;
     set_source(p, &s, 10);
     sink_t k;
     sink_init(&k, 10, false);
     weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     assert_int_equal(weft_executor_shutdown(ex, true, false), WEFT_OK);
     weft_future_t *f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_ESHUTDOWN);
@@ -543,7 +479,7 @@ live_inc(live_t *l)
 typedef struct three {
     src_t src;
     live_t live;
-    conc_t c1, c2;
+    wt_conc_t c1, c2;
     sink_t sink;
 } three_t;
 
@@ -563,9 +499,9 @@ static int
 three_a(void *ctx, void *item, void **out)
 {
     three_t *t = ctx;
-    conc_enter(&t->c1);
-    *out = tag(untag(item) * 3);
-    conc_leave(&t->c1);
+    wt_conc_enter(&t->c1);
+    *out = wt_pipe_tag(wt_pipe_untag(item) * 3);
+    wt_conc_leave(&t->c1);
     return WEFT_OK;
 }
 
@@ -574,13 +510,13 @@ static int
 three_b(void *ctx, void *item, void **out)
 {
     three_t *t = ctx;
-    conc_enter(&t->c2);
-    uint64_t v = untag(item);
+    wt_conc_enter(&t->c2);
+    uint64_t v = wt_pipe_untag(item);
     if (v % 3 != 0) {
-        report("stage b: input not from stage a", v, 0);
+        wt_pipe_report("stage b: input not from stage a", v, 0);
     }
-    *out = tag(v + 7);
-    conc_leave(&t->c2);
+    *out = wt_pipe_tag(v + 7);
+    wt_conc_leave(&t->c2);
     return WEFT_OK;
 }
 
@@ -589,12 +525,12 @@ static int
 three_sink(void *ctx, void *item, void **out)
 {
     three_t *t = ctx;
-    uint64_t v = untag(item);
+    uint64_t v = wt_pipe_untag(item);
     if (v < 7 || (v - 7) % 3 != 0) {
-        report("sink: input not from stage b", v, 0);
+        wt_pipe_report("sink: input not from stage b", v, 0);
         v = 7;
     }
-    int rc = sink_fn(&t->sink, tag((v - 7) / 3), out);
+    int rc = sink_fn(&t->sink, wt_pipe_tag((v - 7) / 3), out);
     atomic_fetch_sub(&t->live.now, 1);
     return rc;
 }
@@ -608,30 +544,21 @@ run_three(size_t max_in_flight, uint64_t n, bool use_run)
     sink_init(&t.sink, n, true);
     weft_pipeline_t *p = mk("three", max_in_flight);
     assert_int_equal(weft_pipeline_source(p, three_src, &t), WEFT_OK);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "times3";
-    a.fn = three_a;
-    a.ctx = &t;
-    a.parallel = WEFT_STAGE_PARALLEL;
-    add(p, &a);
-    weft_stage_t b = WEFT_STAGE_INIT;
-    b.name = "plus7";
-    b.fn = three_b;
-    b.ctx = &t;
-    add(p, &b);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "sink";
-    k.fn = three_sink;
-    k.ctx = &t;
+    weft_stage_t a =
+        wt_pipe_map_stage("times3", three_a, &t, WEFT_STAGE_PARALLEL);
+    wt_pipe_add(p, &a);
+    weft_stage_t b = wt_pipe_map_stage("plus7", three_b, &t, 1);
+    wt_pipe_add(p, &b);
+    weft_stage_t k = wt_pipe_map_stage("sink", three_sink, &t, 1);
     k.ordered = true;
-    add(p, &k);
+    wt_pipe_add(p, &k);
     if (use_run) {
         assert_int_equal(weft_pipeline_run(p), WEFT_OK);
         assert_string_equal(weft_pipeline_error(p), "");
     } else {
         expect_done(p);
     }
-    check_no_report();
+    wt_pipe_check_no_report();
     sink_check_all(&t.sink, n);
     assert_int_equal(atomic_load(&t.live.now), 0);
     /* 0: the default, 4 x the pool's workers, at least 8. */
@@ -671,7 +598,7 @@ static int
 filter_odd(void *ctx, void *item, void **out)
 {
     filt_t *f = ctx;
-    if (untag(item) % 2 == 1) {
+    if (wt_pipe_untag(item) % 2 == 1) {
         atomic_fetch_add(&f->dropped, 1);
         return WEFT_PIPELINE_DROP;
     }
@@ -683,11 +610,11 @@ filter_odd(void *ctx, void *item, void **out)
 static int
 sink_even(void *ctx, void *item, void **out)
 {
-    uint64_t v = untag(item);
+    uint64_t v = wt_pipe_untag(item);
     if (v % 2 != 0) {
-        report("sink: an odd value passed the filter", v, 0);
+        wt_pipe_report("sink: an odd value passed the filter", v, 0);
     }
-    return sink_fn(ctx, tag(v / 2), out);
+    return sink_fn(ctx, wt_pipe_tag(v / 2), out);
 }
 
 static void
@@ -699,19 +626,15 @@ test_filter(void **state)
     src_t s;
     set_source(p, &s, n);
     filt_t fc = {0, 0};
-    weft_stage_t f = WEFT_STAGE_INIT;
-    f.name = "odd-out";
-    f.fn = filter_odd;
-    f.ctx = &fc;
-    f.parallel = 2;
-    add(p, &f);
+    weft_stage_t f = wt_pipe_map_stage("odd-out", filter_odd, &fc, 2);
+    wt_pipe_add(p, &f);
     sink_t k;
     sink_init(&k, (n + 1) / 2, true);
     weft_stage_t ks = sink_stage(&k);
     ks.fn = sink_even;
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     expect_done(p);
-    check_no_report();
+    wt_pipe_check_no_report();
     sink_check_all(&k, (n + 1) / 2);
     assert_int_equal(atomic_load(&fc.dropped), n / 2);
 
@@ -739,11 +662,11 @@ static int
 flat_fan(void *ctx, void *item, weft_emit_t *em)
 {
     (void)ctx;
-    uint64_t x = untag(item);
+    uint64_t x = wt_pipe_untag(item);
     for (uint64_t k = 0; k < FAN; k++) {
-        int rc = weft_emit(em, tag(x * FAN + k));
+        int rc = weft_emit(em, wt_pipe_tag(x * FAN + k));
         if (rc != WEFT_OK) {
-            report("flat: weft_emit failed", x, rc);
+            wt_pipe_report("flat: weft_emit failed", x, rc);
             return rc;
         }
         if (k == 0 && x % 7 == 0) {
@@ -767,20 +690,17 @@ run_flat(bool between)
     f.name = "fan";
     f.flat = flat_fan;
     f.parallel = WEFT_STAGE_PARALLEL;
-    add(p, &f);
+    wt_pipe_add(p, &f);
     if (between) {
-        weft_stage_t id = WEFT_STAGE_INIT;
-        id.name = "identity";
-        id.fn = map_identity;
-        id.parallel = 3;
-        add(p, &id);
+        weft_stage_t id = wt_pipe_map_stage("identity", map_identity, NULL, 3);
+        wt_pipe_add(p, &id);
     }
     sink_t k;
     sink_init(&k, n * FAN, true);
     weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     expect_done(p);
-    check_no_report();
+    wt_pipe_check_no_report();
     sink_check_all(&k, n * FAN);
 
     weft_pipeline_stats_t st;
@@ -830,8 +750,8 @@ batch_check(void *ctx, void **items, size_t n, weft_emit_t *em)
     batcher_t *b = ctx;
     atomic_fetch_add(&b->calls, 1);
     if (n < 1 || n > b->max) {
-        report("batch: size out of 1..batch_max (n, batch_max)", n,
-               (int64_t)b->max);
+        wt_pipe_report("batch: size out of 1..batch_max (n, batch_max)", n,
+                       (int64_t)b->max);
         /* Pass the items on all the same: only the size is wrong. */
         for (size_t i = 0; i < n; i++) {
             int rc = weft_emit(em, items[i]);
@@ -844,17 +764,17 @@ batch_check(void *ctx, void **items, size_t n, weft_emit_t *em)
     atomic_fetch_add(&b->sizes[n], 1);
     atomic_fetch_add(&b->items, n);
     for (size_t i = 0; i < n; i++) {
-        uint64_t v = untag(items[i]);
+        uint64_t v = wt_pipe_untag(items[i]);
         if (b->ordered) {
             if (v != b->expect_next) {
-                report("ordered batch: out of order (got, expected)", v,
-                       (int64_t)b->expect_next);
+                wt_pipe_report("ordered batch: out of order (got, expected)", v,
+                               (int64_t)b->expect_next);
             }
             b->expect_next = v + 1;
         }
         int rc = weft_emit(em, items[i]);
         if (rc != WEFT_OK) {
-            report("batch: weft_emit failed", v, rc);
+            wt_pipe_report("batch: weft_emit failed", v, rc);
             return rc;
         }
     }
@@ -869,10 +789,9 @@ run_batch(bool ordered, unsigned parallel, uint64_t n)
     set_source(p, &s, n);
     /* A parallel first stage so that items reach the batch stage out of
      * order and in bursts. */
-    weft_stage_t id = WEFT_STAGE_INIT;
-    id.fn = map_identity;
-    id.parallel = WEFT_STAGE_PARALLEL;
-    add(p, &id);
+    weft_stage_t id =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
+    wt_pipe_add(p, &id);
     batcher_t *b = calloc(1, sizeof(*b));
     assert_non_null(b);
     b->ordered = ordered;
@@ -884,13 +803,13 @@ run_batch(bool ordered, unsigned parallel, uint64_t n)
     bs.ctx = b;
     bs.ordered = ordered;
     bs.parallel = parallel;
-    add(p, &bs);
+    wt_pipe_add(p, &bs);
     sink_t k;
     sink_init(&k, n, ordered);
     weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     expect_done(p);
-    check_no_report();
+    wt_pipe_check_no_report();
     sink_check_all(&k, n);
     assert_int_equal(atomic_load(&b->items), n);
     uint64_t calls = 0;
@@ -939,23 +858,24 @@ run_batch_behind(bool behind_batch, bool ordered)
         fs.flat = flat_fan;
     }
     fs.ordered = ordered;
-    add(p, &fs);
+    wt_pipe_add(p, &fs);
     weft_stage_t bs = WEFT_STAGE_INIT;
     bs.name = "batch2";
     bs.batch_fn = batch_check;
     bs.batch_max = 2;
     bs.ctx = b;
     bs.ordered = ordered;
-    add(p, &bs);
+    wt_pipe_add(p, &bs);
     uint64_t total = behind_batch ? n : n * FAN;
     sink_t k;
     sink_init(&k, total, ordered);
     weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     expect_done(p);
     /* Free everything before checking, so that a failure leaks nothing
      * (the sanitizer build then reports only the library's leaks). */
-    int problems = atomic_exchange(&bad, 0);
+    const char *first_problem = NULL;
+    int problems = wt_pipe_take_reports(&first_problem);
     uint64_t items = atomic_load(&b->items);
     uint64_t got = atomic_load(&k.count);
     uint64_t missing = sink_first_missing(&k, total);
@@ -965,7 +885,7 @@ run_batch_behind(bool behind_batch, bool ordered)
     free(b);
     if (problems != 0) {
         fail_msg("%d problem(s) seen inside the pipeline; first: %s", problems,
-                 bad_what);
+                 first_problem);
     }
     assert_int_equal(got, total);
     assert_int_equal(missing, UINT64_MAX);
@@ -1012,14 +932,14 @@ static int
 flat_over(void *ctx, void *item, weft_emit_t *em)
 {
     over_t *o = ctx;
-    uint64_t x = untag(item);
+    uint64_t x = wt_pipe_untag(item);
     size_t k = x == o->fail_at ? o->limit + 1 : o->limit;
     for (size_t i = 0; i < k; i++) {
-        int rc = weft_emit(em, tag(x));
+        int rc = weft_emit(em, wt_pipe_tag(x));
         if (rc != WEFT_OK) {
             if (x != o->fail_at || i != o->limit) {
-                report("emit failed before the bound (item, index)", x,
-                       (int64_t)i);
+                wt_pipe_report("emit failed before the bound (item, index)", x,
+                               (int64_t)i);
             }
             atomic_store(&o->last_rc, rc);
             return rc;
@@ -1029,17 +949,8 @@ flat_over(void *ctx, void *item, weft_emit_t *em)
         }
     }
     if (x == o->fail_at) {
-        report("emit past the bound succeeded", x, (int64_t)k);
+        wt_pipe_report("emit past the bound succeeded", x, (int64_t)k);
     }
-    return WEFT_OK;
-}
-
-static int
-sink_count(void *ctx, void *item, void **out)
-{
-    (void)item;
-    (void)out;
-    atomic_fetch_add((_Atomic uint64_t *)ctx, 1);
     return WEFT_OK;
 }
 
@@ -1050,8 +961,7 @@ run_overflow(size_t emit_max, size_t limit, uint64_t fail_at, uint64_t n)
     o.name = "over";
     o.executor = pool;
     o.emit_max = emit_max;
-    weft_pipeline_t *p = NULL;
-    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+    weft_pipeline_t *p = wt_pipe_create_opts(&o);
     src_t s;
     set_source(p, &s, n);
     over_t ov = {fail_at, limit, WEFT_OK, 0};
@@ -1059,14 +969,11 @@ run_overflow(size_t emit_max, size_t limit, uint64_t fail_at, uint64_t n)
     f.name = "fan";
     f.flat = flat_over;
     f.ctx = &ov;
-    add(p, &f);
+    wt_pipe_add(p, &f);
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = sink_count;
-    k.ctx = &got;
-    add(p, &k);
+    add_counter(p, &got, false);
     weft_future_t *fu = start_wait(p);
-    check_no_report();
+    wt_pipe_check_no_report();
     assert_int_equal(atomic_load(&ov.last_rc), WEFT_EOVERFLOW);
     assert_int_equal(atomic_load(&ov.ok_emits_of_fail_at), limit);
     assert_int_equal(weft_future_state(fu), WEFT_FUTURE_FAILED);
@@ -1105,7 +1012,7 @@ produce(void *arg)
 {
     producer_t *pr = arg;
     for (uint64_t i = 0; i < pr->n && pr->rc == WEFT_OK; i++) {
-        void *v = tag(i);
+        void *v = wt_pipe_tag(i);
         pr->rc = weft_queue_put(pr->q, &v);
     }
     weft_queue_close(pr->q);
@@ -1131,14 +1038,13 @@ test_source_queue(void **state)
     weft_queue_t *q = ptr_queue(16);
     weft_pipeline_t *p = mk("from-queue", 8);
     assert_int_equal(weft_pipeline_source_queue(p, q), WEFT_OK);
-    weft_stage_t id = WEFT_STAGE_INIT;
-    id.fn = map_identity;
-    id.parallel = WEFT_STAGE_PARALLEL;
-    add(p, &id);
+    weft_stage_t id =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
+    wt_pipe_add(p, &id);
     sink_t k;
     sink_init(&k, n, true);
     weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     producer_t pr = {q, n, WEFT_OK};
     weft_thread_t *t = NULL;
     weft_future_t *f = NULL;
@@ -1149,7 +1055,7 @@ test_source_queue(void **state)
     assert_int_equal(pr.rc, WEFT_OK);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_DONE);
     weft_future_release(f);
-    check_no_report();
+    wt_pipe_check_no_report();
     sink_check_all(&k, n);
     assert_int_equal(weft_queue_size(q), 0);
     weft_pipeline_destroy(p);
@@ -1162,7 +1068,7 @@ test_source_queue(void **state)
     assert_int_equal(weft_pipeline_source_queue(p, q2), WEFT_OK);
     sink_init(&k, 1, true);
     ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     expect_done(p);
     assert_int_equal(atomic_load(&k.count), 0);
     weft_pipeline_destroy(p);
@@ -1171,12 +1077,22 @@ test_source_queue(void **state)
     weft_queue_destroy(q);
 }
 
-/* A counting drop function for tagged items (ctx: a counter). */
-static void
-drop_count(void *ctx, void *item)
+/* Start a pipeline on a queue source of capacity 4 that holds one item,
+ * the tagged 0, and stays open (*q: the queue, *v: the item, *f: the
+ * future). Its sink and the sink's drop function count into one counter,
+ * *got: the item must reach exactly one of them. */
+static weft_pipeline_t *
+start_queue_one_item(const char *name, weft_queue_t **q, void **v,
+                     _Atomic uint64_t *got, weft_future_t **f)
 {
-    (void)item;
-    atomic_fetch_add((_Atomic uint64_t *)ctx, 1);
+    *q = ptr_queue(4);
+    *v = wt_pipe_tag(0);
+    assert_int_equal(weft_queue_put(*q, v), WEFT_OK);
+    weft_pipeline_t *p = mk(name, 0);
+    assert_int_equal(weft_pipeline_source_queue(p, *q), WEFT_OK);
+    add_counter(p, got, true);
+    assert_int_equal(weft_pipeline_start(p, f), WEFT_OK);
+    return p;
 }
 
 /* A pipeline whose queue source waits on an open queue, after one item,
@@ -1186,21 +1102,11 @@ static void
 test_source_queue_cancel(void **state)
 {
     (void)state;
-    weft_queue_t *q = ptr_queue(4);
-    void *v = tag(0);
-    assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
-    weft_pipeline_t *p = mk("queue-cancel", 0);
-    assert_int_equal(weft_pipeline_source_queue(p, q), WEFT_OK);
-    /* The sink and its drop function count into one counter: the item
-     * must reach exactly one of them. */
+    weft_queue_t *q = NULL;
+    void *v = NULL;
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = sink_count;
-    k.ctx = &got;
-    k.drop = drop_count;
-    add(p, &k);
     weft_future_t *f = NULL;
-    assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
+    weft_pipeline_t *p = start_queue_one_item("queue-cancel", &q, &v, &got, &f);
     /* Until the source has taken the item and waits for the next. */
     weft_time_t until = weft_deadline_in(5 * WEFT_SEC);
     while (weft_queue_size(q) > 0 && weft_now() < until) {
@@ -1243,19 +1149,12 @@ static void
 test_source_queue_item_not_held(void **state)
 {
     (void)state;
-    weft_queue_t *q = ptr_queue(4);
-    void *v = tag(0);
-    assert_int_equal(weft_queue_put(q, &v), WEFT_OK);
-    weft_pipeline_t *p = mk("queue-latency", 0);
-    assert_int_equal(weft_pipeline_source_queue(p, q), WEFT_OK);
+    weft_queue_t *q = NULL;
+    void *v = NULL;
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = sink_count;
-    k.ctx = &got;
-    k.drop = drop_count;
-    add(p, &k);
     weft_future_t *f = NULL;
-    assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
+    weft_pipeline_t *p =
+        start_queue_one_item("queue-latency", &q, &v, &got, &f);
     weft_time_t t0 = weft_now();
     weft_time_t until = weft_deadline_in(5 * WEFT_SEC);
     while (atomic_load(&got) < 1 && weft_now() < until) {
@@ -1292,17 +1191,17 @@ line_sink(void *ctx, void *item, void **out)
     weft_line_t *line = item;
     uint64_t i = atomic_load(&l->got);
     if (line->index != i) {
-        report("line: index (got, expected)", line->index, (int64_t)i);
+        wt_pipe_report("line: index (got, expected)", line->index, (int64_t)i);
     } else if (i >= l->nwant) {
-        report("line: more lines than written", i, 0);
+        wt_pipe_report("line: more lines than written", i, 0);
     } else {
         size_t wl = strlen(l->want[i]);
         if (line->len != wl) {
-            report("line: length (line, len)", i, (int64_t)line->len);
+            wt_pipe_report("line: length (line, len)", i, (int64_t)line->len);
         } else if (memcmp(line->text, l->want[i], wl) != 0) {
-            report("line: text differs", i, 0);
+            wt_pipe_report("line: text differs", i, 0);
         } else if (line->text[wl] != '\0') {
-            report("line: text not NUL-terminated", i, 0);
+            wt_pipe_report("line: text not NUL-terminated", i, 0);
         }
     }
     atomic_fetch_add(&l->got, 1);
@@ -1341,20 +1240,17 @@ run_lines(const char *data, size_t len, const char **want, size_t nwant)
     write_file(path, data, len);
     weft_pipeline_t *p = mk("lines", 4);
     assert_int_equal(weft_pipeline_source_lines(p, path), WEFT_OK);
-    weft_stage_t id = WEFT_STAGE_INIT;
-    id.fn = map_identity;
-    id.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t id =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
     id.drop = line_drop;
-    add(p, &id);
+    wt_pipe_add(p, &id);
     lines_t l = {want, nwant, 0};
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = line_sink;
-    k.ctx = &l;
+    weft_stage_t k = wt_pipe_map_stage(NULL, line_sink, &l, 1);
     k.ordered = true;
     k.drop = line_drop;
-    add(p, &k);
+    wt_pipe_add(p, &k);
     expect_done(p);
-    check_no_report();
+    wt_pipe_check_no_report();
     assert_int_equal(atomic_load(&l.got), nwant);
     weft_pipeline_destroy(p);
     assert_int_equal(unlink(path), 0);
@@ -1410,7 +1306,8 @@ lc_sink(void *ctx, void *item, void **out)
     lcount_t *c = ctx;
     weft_line_t *line = item;
     if (line->len != 7 || memcmp(line->text, "line-", 5) != 0) {
-        report("cancelled file: bad line", line->index, (int64_t)line->len);
+        wt_pipe_report("cancelled file: bad line", line->index,
+                       (int64_t)line->len);
     }
     (void)weft_sleep_for(20 * WEFT_USEC);
     atomic_fetch_add(&c->sunk, 1);
@@ -1442,18 +1339,14 @@ test_source_lines_cancel(void **state)
         weft_pipeline_t *p = mk("lines-cancel", 16);
         assert_int_equal(weft_pipeline_source_lines(p, path), WEFT_OK);
         lcount_t c = {0, 0};
-        weft_stage_t a = WEFT_STAGE_INIT;
-        a.fn = map_identity;
-        a.parallel = WEFT_STAGE_PARALLEL;
-        a.ctx = &c;
+        weft_stage_t a =
+            wt_pipe_map_stage(NULL, map_identity, &c, WEFT_STAGE_PARALLEL);
         a.drop = lc_drop;
-        add(p, &a);
-        weft_stage_t k = WEFT_STAGE_INIT;
-        k.fn = lc_sink;
-        k.ctx = &c;
+        wt_pipe_add(p, &a);
+        weft_stage_t k = wt_pipe_map_stage(NULL, lc_sink, &c, 1);
         k.drop = lc_drop;
         k.ordered = true;
-        add(p, &k);
+        wt_pipe_add(p, &k);
         weft_future_t *f = NULL;
         assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
         (void)weft_sleep_for(round * 3 * WEFT_MSEC);
@@ -1467,7 +1360,7 @@ test_source_lines_cancel(void **state)
         uint64_t made = st.stage[0].items_in;
         weft_pipeline_stats_free(&st);
         weft_pipeline_destroy(p);
-        check_no_report();
+        wt_pipe_check_no_report();
         print_message("lines cancelled after %d ms: made %llu, sunk %llu, "
                       "dropped %llu\n",
                       round * 3, (unsigned long long)made,
@@ -1499,16 +1392,7 @@ slow_source(void *ctx, void **item)
     if (atomic_load(&s->sunk) != before) {
         atomic_fetch_add(&s->sunk_while_waiting, 1);
     }
-    *item = tag(s->next++);
-    return WEFT_OK;
-}
-
-static int
-slow_src_sink(void *ctx, void *item, void **out)
-{
-    (void)item;
-    (void)out;
-    atomic_fetch_add(&((slowsrc_t *)ctx)->sunk, 1);
+    *item = wt_pipe_tag(s->next++);
     return WEFT_OK;
 }
 
@@ -1516,24 +1400,14 @@ static void
 test_blocking_source(void **state)
 {
     (void)state;
-    weft_pool_opts_t po = WEFT_POOL_OPTS_INIT;
-    po.workers = 1;
-    weft_executor_t *ex = NULL;
-    assert_int_equal(weft_pool_create(&po, &ex), WEFT_OK);
-    weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
-    o.name = "blocking";
-    o.executor = ex;
-    o.source_blocking = true;
-    weft_pipeline_t *p = NULL;
-    assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+    weft_executor_t *ex = wt_pipe_pool(NULL, 1);
+    weft_pipeline_t *p = mk_source_blocking(ex, "blocking", true);
     slowsrc_t s;
     memset(&s, 0, sizeof(s));
     s.n = 50;
     assert_int_equal(weft_pipeline_source(p, slow_source, &s), WEFT_OK);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = slow_src_sink;
-    k.ctx = &s;
-    add(p, &k);
+    weft_stage_t k = wt_pipe_map_stage(NULL, wt_pipe_sink_count, &s.sunk, 1);
+    wt_pipe_add(p, &k);
     expect_done(p);
     weft_pipeline_destroy(p);
     weft_executor_destroy(ex);
@@ -1558,11 +1432,9 @@ test_source_lines_missing(void **state)
     weft_pipeline_t *p = mk("lines", 0);
     assert_int_equal(weft_pipeline_source_lines(p, path), WEFT_OK);
     lines_t l = {NULL, 0, 0};
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = line_sink;
-    k.ctx = &l;
+    weft_stage_t k = wt_pipe_map_stage(NULL, line_sink, &l, 1);
     k.drop = line_drop;
-    add(p, &k);
+    wt_pipe_add(p, &k);
     assert_int_equal(weft_pipeline_run(p), WEFT_ESYS);
     const char *msg = weft_pipeline_error(p);
     if (strstr(msg, path) == NULL) {
@@ -1586,7 +1458,7 @@ static int
 fail_middle(void *ctx, void *item, void **out)
 {
     failer_t *fl = ctx;
-    uint64_t x = untag(item);
+    uint64_t x = wt_pipe_untag(item);
     if (x == fl->fail_at) {
         atomic_fetch_add(&fl->calls_with_fail_at, 1);
         atomic_store(&fl->src->stop_seen, 1);
@@ -1603,13 +1475,28 @@ fail_middle(void *ctx, void *item, void **out)
 static _Atomic int finished_flag;
 static _Atomic int calls_after_finish;
 
+/* Before a run: nothing finished, no call counted. */
+static void
+watch_reset(void)
+{
+    atomic_store(&finished_flag, 0);
+    atomic_store(&calls_after_finish, 0);
+}
+
+/* At the start of each such call. */
+static void
+watch_finish(void)
+{
+    if (atomic_load(&finished_flag)) {
+        atomic_fetch_add(&calls_after_finish, 1);
+    }
+}
+
 static int
 watch_identity(void *ctx, void *item, void **out)
 {
     (void)ctx;
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
+    watch_finish();
     *out = item;
     return WEFT_OK;
 }
@@ -1617,10 +1504,8 @@ watch_identity(void *ctx, void *item, void **out)
 static int
 watch_sink(void *ctx, void *item, void **out)
 {
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
-    return sink_count(ctx, item, out);
+    watch_finish();
+    return wt_pipe_sink_count(ctx, item, out);
 }
 
 static weft_pipeline_t *
@@ -1628,22 +1513,14 @@ mk_failing(src_t *s, failer_t *fl, _Atomic uint64_t *got, bool ordered)
 {
     weft_pipeline_t *p = mk("orders", 8);
     set_source(p, s, UINT64_MAX); /* endless: only the failure stops it */
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "parse";
-    a.fn = watch_identity;
-    a.parallel = WEFT_STAGE_PARALLEL;
-    add(p, &a);
-    weft_stage_t m = WEFT_STAGE_INIT;
-    m.name = "validate";
-    m.fn = fail_middle;
-    m.ctx = fl;
+    weft_stage_t a =
+        wt_pipe_map_stage("parse", watch_identity, NULL, WEFT_STAGE_PARALLEL);
+    wt_pipe_add(p, &a);
+    weft_stage_t m = wt_pipe_map_stage("validate", fail_middle, fl, 1);
     m.ordered = ordered;
-    add(p, &m);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "store";
-    k.fn = watch_sink;
-    k.ctx = got;
-    add(p, &k);
+    wt_pipe_add(p, &m);
+    weft_stage_t k = wt_pipe_map_stage("store", watch_sink, got, 1);
+    wt_pipe_add(p, &k);
     return p;
 }
 
@@ -1667,8 +1544,7 @@ test_stage_failure(void **state)
         _Atomic uint64_t got = 0;
         weft_pipeline_t *p = mk_failing(&s, &fl, &got, ordered);
         assert_string_equal(weft_pipeline_error(p), "");
-        atomic_store(&finished_flag, 0);
-        atomic_store(&calls_after_finish, 0);
+        watch_reset();
         weft_future_t *f = NULL;
         assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
         assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)),
@@ -1733,7 +1609,7 @@ failing_source(void *ctx, void **item)
         return weft_stage_fail(WEFT_ENOENT, "no record after %llu",
                                (unsigned long long)s->fail_at - 1);
     }
-    *item = tag(s->next++);
+    *item = wt_pipe_tag(s->next++);
     return WEFT_OK;
 }
 
@@ -1745,10 +1621,7 @@ test_source_failure(void **state)
     weft_pipeline_t *p = mk("feed", 4);
     assert_int_equal(weft_pipeline_source(p, failing_source, &s), WEFT_OK);
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = sink_count;
-    k.ctx = &got;
-    add(p, &k);
+    add_counter(p, &got, false);
     weft_future_t *f = start_wait(p);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_FAILED);
     assert_int_equal(weft_future_code(f), WEFT_ENOENT);
@@ -1774,14 +1647,15 @@ typedef struct sleeper {
     _Atomic int sleep_rc;
     _Atomic int cancelled_seen;
     _Atomic int64_t slept_ns;
-    _Atomic int got, drops;
+    _Atomic uint64_t got;
+    _Atomic int drops;
 } sleeper_t;
 
 static int
 sleep_or_fail(void *ctx, void *item, void **out)
 {
     sleeper_t *sl = ctx;
-    uint64_t x = untag(item);
+    uint64_t x = wt_pipe_untag(item);
     if (x == 0) {
         weft_time_t t0 = weft_now();
         atomic_store(&sl->sleeping, 1);
@@ -1808,17 +1682,14 @@ sleep_or_fail(void *ctx, void *item, void **out)
 static int
 sleepy_sink(void *ctx, void *item, void **out)
 {
-    (void)item;
-    (void)out;
-    atomic_fetch_add(&((sleeper_t *)ctx)->got, 1);
-    return WEFT_OK;
+    return wt_pipe_sink_count(&((sleeper_t *)ctx)->got, item, out);
 }
 
 static void
 sleepy_drop(void *ctx, void *item)
 {
-    if (untag(item) != 0) {
-        report("dropped an item other than 0", untag(item), 0);
+    if (wt_pipe_untag(item) != 0) {
+        wt_pipe_report("dropped an item other than 0", wt_pipe_untag(item), 0);
     }
     atomic_fetch_add(&((sleeper_t *)ctx)->drops, 1);
 }
@@ -1832,21 +1703,15 @@ test_running_stage_sees_cancel(void **state)
     set_source(p, &s, 2);
     sleeper_t sl;
     memset(&sl, 0, sizeof(sl));
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "work";
-    a.fn = sleep_or_fail;
-    a.ctx = &sl;
-    a.parallel = 2;
-    add(p, &a);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = sleepy_sink;
-    k.ctx = &sl;
+    weft_stage_t a = wt_pipe_map_stage("work", sleep_or_fail, &sl, 2);
+    wt_pipe_add(p, &a);
+    weft_stage_t k = wt_pipe_map_stage(NULL, sleepy_sink, &sl, 1);
     k.drop = sleepy_drop;
-    add(p, &k);
+    wt_pipe_add(p, &k);
     weft_time_t t0 = weft_now();
     weft_future_t *f = start_wait(p);
     weft_time_t took = weft_now() - t0;
-    check_no_report();
+    wt_pipe_check_no_report();
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_FAILED);
     assert_int_equal(weft_future_code(f), WEFT_EIO);
     assert_int_equal(atomic_load(&sl.sleep_rc), WEFT_ECANCELED);
@@ -1906,11 +1771,11 @@ static void
 c_free(ctrack_t *t, citem_t *it)
 {
     if (it->magic != MAGIC || it->idx >= CAP_ITEMS) {
-        report("free: not an item", 0, 0);
+        wt_pipe_report("free: not an item", 0, 0);
         return;
     }
     if (atomic_fetch_add(&t->freed[it->idx], 1) != 0) {
-        report("item freed twice", it->idx, 0);
+        wt_pipe_report("item freed twice", it->idx, 0);
         return;
     }
     it->magic = 0;
@@ -1922,22 +1787,9 @@ static void
 c_drop(void *ctx, void *item)
 {
     ctrack_t *t = ctx;
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
+    watch_finish();
     atomic_fetch_add(&t->drops, 1);
     c_free(t, item);
-}
-
-static int
-c_map(void *ctx, void *item, void **out)
-{
-    (void)ctx;
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
-    *out = item;
-    return WEFT_OK;
 }
 
 static int
@@ -1945,9 +1797,7 @@ c_sink(void *ctx, void *item, void **out)
 {
     (void)out;
     ctrack_t *t = ctx;
-    if (atomic_load(&finished_flag)) {
-        atomic_fetch_add(&calls_after_finish, 1);
-    }
+    watch_finish();
     if (t->sink_sleep > 0) {
         (void)weft_sleep_for(t->sink_sleep);
     }
@@ -1956,39 +1806,57 @@ c_sink(void *ctx, void *item, void **out)
     return WEFT_OK;
 }
 
-static void
-cancel_round(weft_time_t after)
+static ctrack_t *
+ctrack_new(void)
 {
     ctrack_t *t = calloc(1, sizeof(*t));
     assert_non_null(t);
     t->freed = calloc(CAP_ITEMS, sizeof(*t->freed));
     assert_non_null(t->freed);
+    return t;
+}
+
+static void
+ctrack_free(ctrack_t *t)
+{
+    free((void *)t->freed);
+    free(t);
+}
+
+/* After the source: a parallel watched identity stage, then a serial sink,
+ * ordered or not; both free what they are given to drop. */
+static void
+add_tracked_stages(weft_pipeline_t *p, ctrack_t *t, bool ordered)
+{
+    weft_stage_t a =
+        wt_pipe_map_stage(NULL, watch_identity, t, WEFT_STAGE_PARALLEL);
+    a.drop = c_drop;
+    wt_pipe_add(p, &a);
+    weft_stage_t k = wt_pipe_map_stage(NULL, c_sink, t, 1);
+    k.drop = c_drop;
+    k.ordered = ordered;
+    wt_pipe_add(p, &k);
+}
+
+static void
+cancel_round(weft_time_t after)
+{
+    ctrack_t *t = ctrack_new();
     t->sink_sleep = 50 * WEFT_USEC;
     weft_pipeline_t *p = mk("cancelme", 16);
     assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "a";
-    a.fn = c_map;
-    a.ctx = t;
-    a.parallel = WEFT_STAGE_PARALLEL;
+    weft_stage_t a =
+        wt_pipe_map_stage("a", watch_identity, t, WEFT_STAGE_PARALLEL);
     a.drop = c_drop;
-    add(p, &a);
-    weft_stage_t b = WEFT_STAGE_INIT;
-    b.name = "b";
-    b.fn = c_map;
-    b.ctx = t;
+    wt_pipe_add(p, &a);
+    weft_stage_t b = wt_pipe_map_stage("b", watch_identity, t, 1);
     b.drop = c_drop;
     b.ordered = true;
-    add(p, &b);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "k";
-    k.fn = c_sink;
-    k.ctx = t;
+    wt_pipe_add(p, &b);
+    weft_stage_t k = wt_pipe_map_stage("k", c_sink, t, 2);
     k.drop = c_drop;
-    k.parallel = 2;
-    add(p, &k);
-    atomic_store(&finished_flag, 0);
-    atomic_store(&calls_after_finish, 0);
+    wt_pipe_add(p, &k);
+    watch_reset();
     weft_future_t *f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
     (void)weft_sleep_for(after);
@@ -1998,7 +1866,7 @@ cancel_round(weft_time_t after)
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_CANCELLED);
     /* Right when the future completed: every item gone, exactly once. */
     assert_int_equal(atomic_load(&t->live), 0);
-    check_no_report();
+    wt_pipe_check_no_report();
     uint64_t made = atomic_load(&t->made);
     assert_int_equal(made, t->next);
     for (uint64_t i = 0; i < made; i++) {
@@ -2026,8 +1894,7 @@ cancel_round(weft_time_t after)
                   (long long)(after / WEFT_USEC), (unsigned long long)made,
                   (unsigned long long)atomic_load(&t->sink_seen),
                   (unsigned long long)atomic_load(&t->drops));
-    free((void *)t->freed);
-    free(t);
+    ctrack_free(t);
 }
 
 static void
@@ -2046,10 +1913,7 @@ static void
 test_cancel_then_destroy(void **state)
 {
     (void)state;
-    ctrack_t *t = calloc(1, sizeof(*t));
-    assert_non_null(t);
-    t->freed = calloc(CAP_ITEMS, sizeof(*t->freed));
-    assert_non_null(t->freed);
+    ctrack_t *t = ctrack_new();
     for (int round = 0; round < 40; round++) {
         memset((void *)t->freed, 0, CAP_ITEMS * sizeof(*t->freed));
         t->next = 0;
@@ -2059,27 +1923,15 @@ test_cancel_then_destroy(void **state)
         t->sink_sleep = (round % 4) * 20 * WEFT_USEC;
         weft_pipeline_t *p = mk("cancel-destroy", 1 + (size_t)round % 16);
         assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-        weft_stage_t a = WEFT_STAGE_INIT;
-        a.fn = c_map;
-        a.ctx = t;
-        a.parallel = WEFT_STAGE_PARALLEL;
-        a.drop = c_drop;
-        add(p, &a);
-        weft_stage_t k = WEFT_STAGE_INIT;
-        k.fn = c_sink;
-        k.ctx = t;
-        k.drop = c_drop;
-        k.ordered = round % 2 == 0;
-        add(p, &k);
-        atomic_store(&finished_flag, 0);
-        atomic_store(&calls_after_finish, 0);
+        add_tracked_stages(p, t, round % 2 == 0);
+        watch_reset();
         assert_int_equal(weft_pipeline_start(p, NULL), WEFT_OK);
         (void)weft_sleep_for((round % 5) * 100 * WEFT_USEC);
         weft_pipeline_cancel(p);
         weft_pipeline_destroy(p);
         atomic_store(&finished_flag, 1);
         assert_int_equal(atomic_load(&t->live), 0);
-        check_no_report();
+        wt_pipe_check_no_report();
         uint64_t made = atomic_load(&t->made);
         for (uint64_t i = 0; i < made; i++) {
             assert_int_equal(atomic_load(&t->freed[i]), 1);
@@ -2089,8 +1941,7 @@ test_cancel_then_destroy(void **state)
         (void)weft_sleep_for(200 * WEFT_USEC);
         assert_int_equal(atomic_load(&calls_after_finish), 0);
     }
-    free((void *)t->freed);
-    free(t);
+    ctrack_free(t);
 }
 
 /* A source blocked in a weft wait when the pipeline is cancelled: the wait
@@ -2114,7 +1965,7 @@ blocking_source(void *ctx, void **item)
             return rc;
         }
     }
-    *item = tag(s->next++);
+    *item = wt_pipe_tag(s->next++);
     return WEFT_OK;
 }
 
@@ -2123,23 +1974,14 @@ test_cancel_blocked_source(void **state)
 {
     (void)state;
     for (int blocking = 0; blocking <= 1; blocking++) {
-        weft_pipeline_opts_t o = WEFT_PIPELINE_OPTS_INIT;
-        o.name = "blocked";
-        o.executor = pool;
-        o.source_blocking = blocking;
-        weft_pipeline_t *p = NULL;
-        assert_int_equal(weft_pipeline_create(&o, &p), WEFT_OK);
+        weft_pipeline_t *p = mk_source_blocking(pool, "blocked", blocking);
         blocksrc_t s;
         memset(&s, 0, sizeof(s));
         atomic_store(&s.wait_rc, 99);
         assert_int_equal(weft_pipeline_source(p, blocking_source, &s), WEFT_OK);
         /* Sunk and dropped items count into one counter. */
         _Atomic uint64_t got = 0;
-        weft_stage_t k = WEFT_STAGE_INIT;
-        k.fn = sink_count;
-        k.ctx = &got;
-        k.drop = drop_count;
-        add(p, &k);
+        add_counter(p, &got, true);
         weft_future_t *f = NULL;
         assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
         weft_time_t until = weft_deadline_in(FAR);
@@ -2178,12 +2020,11 @@ run_in_task(void *arg)
     set_source(p, &s, 2000);
     sink_t k;
     sink_init(&k, 2000, true);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.fn = map_identity;
-    a.parallel = WEFT_STAGE_PARALLEL;
-    add(p, &a);
+    weft_stage_t a =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
+    wt_pipe_add(p, &a);
     weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     int rc = weft_pipeline_run(p);
     weft_pipeline_destroy(p);
     uint64_t count = atomic_load(&k.count);
@@ -2197,7 +2038,7 @@ run_in_task(void *arg)
                               (unsigned long long)count,
                               (unsigned long long)missing);
     }
-    return tag(7);
+    return wt_pipe_tag(7);
 }
 
 static void
@@ -2212,9 +2053,9 @@ test_run_from_pool_task(void **state)
     if (rc != WEFT_OK) {
         fail_msg("task ended %s: %s", weft_errname(rc), weft_future_error(f));
     }
-    assert_ptr_equal(v, tag(7));
+    assert_ptr_equal(v, wt_pipe_tag(7));
     weft_future_release(f);
-    check_no_report();
+    wt_pipe_check_no_report();
 }
 
 /* weft_future_cancel on the pipeline's future cancels the pipeline (at
@@ -2224,27 +2065,12 @@ static void
 test_future_cancel(void **state)
 {
     (void)state;
-    ctrack_t *t = calloc(1, sizeof(*t));
-    assert_non_null(t);
-    t->freed = calloc(CAP_ITEMS, sizeof(*t->freed));
-    assert_non_null(t->freed);
+    ctrack_t *t = ctrack_new();
     t->sink_sleep = 20 * WEFT_USEC;
     weft_pipeline_t *p = mk("future-cancel", 8);
     assert_int_equal(weft_pipeline_source(p, c_source, t), WEFT_OK);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.fn = c_map;
-    a.ctx = t;
-    a.parallel = WEFT_STAGE_PARALLEL;
-    a.drop = c_drop;
-    add(p, &a);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = c_sink;
-    k.ctx = t;
-    k.drop = c_drop;
-    k.ordered = true;
-    add(p, &k);
-    atomic_store(&finished_flag, 0);
-    atomic_store(&calls_after_finish, 0);
+    add_tracked_stages(p, t, true);
+    watch_reset();
     weft_future_t *f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
     (void)weft_sleep_for(5 * WEFT_MSEC);
@@ -2263,9 +2089,8 @@ test_future_cancel(void **state)
     uint64_t made_later = atomic_load(&t->made);
     weft_future_release(f);
     weft_pipeline_destroy(p);
-    free((void *)t->freed);
-    free(t);
-    check_no_report();
+    ctrack_free(t);
+    wt_pipe_check_no_report();
     assert_int_equal(st, WEFT_FUTURE_CANCELLED);
     assert_int_equal(live, 0);
     assert_int_equal(once, made);
@@ -2294,9 +2119,7 @@ run_on_own_worker(void *arg)
         return weft_task_fail(WEFT_ENOMEM, "create");
     }
     int rc = weft_pipeline_source(p, src_fn, &d->src);
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = sink_count;
-    k.ctx = &d->got;
+    weft_stage_t k = wt_pipe_map_stage(NULL, wt_pipe_sink_count, &d->got, 1);
     if (rc == WEFT_OK) {
         rc = weft_pipeline_stage(p, &k);
     }
@@ -2304,19 +2127,17 @@ run_on_own_worker(void *arg)
         rc = weft_pipeline_run(p);
     }
     weft_pipeline_destroy(p);
-    return tag((uint64_t)(int64_t)(-rc));
+    return wt_pipe_tag((uint64_t)(int64_t)(-rc));
 }
 
 static void
 test_run_on_own_single_worker(void **state)
 {
     (void)state;
-    weft_pool_opts_t po = WEFT_POOL_OPTS_INIT;
-    po.workers = 1;
     deadlk_t d;
     memset(&d, 0, sizeof(d));
     d.src.n = 100;
-    assert_int_equal(weft_pool_create(&po, &d.ex), WEFT_OK);
+    d.ex = wt_pipe_pool(NULL, 1);
     weft_future_t *f = NULL;
     assert_int_equal(
         weft_executor_submit(d.ex, run_on_own_worker, &d, NULL, &f), WEFT_OK);
@@ -2325,7 +2146,7 @@ test_run_on_own_single_worker(void **state)
                      WEFT_OK);
     weft_future_release(f);
     weft_executor_destroy(d.ex);
-    assert_int_equal(-(int)untag(v), WEFT_EDEADLK);
+    assert_int_equal(-(int)wt_pipe_untag(v), WEFT_EDEADLK);
     assert_int_equal(atomic_load(&d.src.calls), 0);
     assert_int_equal(atomic_load(&d.got), 0);
 }
@@ -2347,10 +2168,7 @@ test_run_cancelled(void **state)
     src_t s;
     set_source(p, &s, UINT64_MAX);
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.fn = sink_count;
-    k.ctx = &got;
-    add(p, &k);
+    add_counter(p, &got, false);
     weft_thread_t *t = NULL;
     assert_int_equal(weft_thread_create(NULL, cancel_later, p, &t), WEFT_OK);
     assert_int_equal(weft_pipeline_run(p), WEFT_ECANCELED);
@@ -2374,7 +2192,7 @@ static int
 filter_mult3(void *ctx, void *item, void **out)
 {
     (void)ctx;
-    if (untag(item) % 3 == 0) {
+    if (wt_pipe_untag(item) % 3 == 0) {
         return WEFT_PIPELINE_DROP;
     }
     *out = item;
@@ -2400,23 +2218,17 @@ test_stats_exact(void **state)
     weft_pipeline_t *p = mk("counted", 6);
     src_t s;
     set_source(p, &s, n);
-    weft_stage_t f = WEFT_STAGE_INIT;
-    f.name = "no-threes";
-    f.fn = filter_mult3;
-    f.parallel = 3;
-    add(p, &f);
+    weft_stage_t f = wt_pipe_map_stage("no-threes", filter_mult3, NULL, 3);
+    wt_pipe_add(p, &f);
     weft_stage_t d = WEFT_STAGE_INIT;
     d.name = "double";
     d.flat = flat_two;
     d.parallel = WEFT_STAGE_PARALLEL;
-    add(p, &d);
+    wt_pipe_add(p, &d);
     _Atomic uint64_t got = 0;
-    weft_stage_t k = WEFT_STAGE_INIT;
-    k.name = "count";
-    k.fn = sink_count;
-    k.ctx = &got;
+    weft_stage_t k = wt_pipe_map_stage("count", wt_pipe_sink_count, &got, 1);
     k.ordered = true;
-    add(p, &k);
+    wt_pipe_add(p, &k);
     expect_done(p);
     assert_int_equal(atomic_load(&got), 1332);
 
@@ -2476,10 +2288,9 @@ test_stats_default_bound(void **state)
     weft_pipeline_stats_free(&st);
     /* Unnamed stages are "stage<number>", each its own (whether the
      * number counts the source is not fixed). */
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.fn = map_identity;
-    add(p, &a);
-    add(p, &a);
+    weft_stage_t a = wt_pipe_map_stage(NULL, map_identity, NULL, 1);
+    wt_pipe_add(p, &a);
+    wt_pipe_add(p, &a);
     assert_int_equal(weft_pipeline_stats(p, &st), WEFT_OK);
     assert_int_equal(st.nstages, 3);
     for (size_t i = 1; i <= 2; i++) {
@@ -2515,20 +2326,16 @@ test_bottleneck(void **state)
     weft_pipeline_t *p = mk("slowpoke", 8);
     src_t s;
     set_source(p, &s, n);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.name = "quick";
-    a.fn = map_identity;
-    add(p, &a);
-    weft_stage_t b = WEFT_STAGE_INIT;
-    b.name = "slow";
-    b.fn = slow_map;
-    add(p, &b);
+    weft_stage_t a = wt_pipe_map_stage("quick", map_identity, NULL, 1);
+    wt_pipe_add(p, &a);
+    weft_stage_t b = wt_pipe_map_stage("slow", slow_map, NULL, 1);
+    wt_pipe_add(p, &b);
     sink_t k;
     sink_init(&k, n, true);
     weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     expect_done(p);
-    check_no_report();
+    wt_pipe_check_no_report();
     sink_check_all(&k, n);
     weft_pipeline_stats_t st;
     assert_int_equal(weft_pipeline_stats(p, &st), WEFT_OK);
@@ -2571,15 +2378,14 @@ test_in_flight_bound(void **state)
     weft_pipeline_t *p = mk("bounded", 3);
     src_t s;
     set_source(p, &s, n);
-    weft_stage_t a = WEFT_STAGE_INIT;
-    a.fn = map_identity;
-    a.parallel = WEFT_STAGE_PARALLEL;
-    add(p, &a);
+    weft_stage_t a =
+        wt_pipe_map_stage(NULL, map_identity, NULL, WEFT_STAGE_PARALLEL);
+    wt_pipe_add(p, &a);
     sink_t k;
     sink_init(&k, n, false);
     k.sleep = 100 * WEFT_USEC;
     weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     weft_future_t *f = NULL;
     assert_int_equal(weft_pipeline_start(p, &f), WEFT_OK);
     size_t most = 0;
@@ -2606,7 +2412,7 @@ test_in_flight_bound(void **state)
     weft_future_release(f);
     print_message("in flight at most %zu over %d samples\n", most, samples);
     assert_true(most <= 3);
-    check_no_report();
+    wt_pipe_check_no_report();
     sink_check_all(&k, n);
     weft_pipeline_destroy(p);
     sink_fini(&k);
@@ -2628,7 +2434,7 @@ test_destroy(void **state)
     sink_t k;
     sink_init(&k, 10, true);
     weft_stage_t ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     weft_pipeline_destroy(p);
     assert_int_equal(atomic_load(&s.calls), 0);
     assert_int_equal(atomic_load(&k.count), 0);
@@ -2640,10 +2446,10 @@ test_destroy(void **state)
     sink_init(&k, 2000, true);
     k.sleep = 10 * WEFT_USEC;
     ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     assert_int_equal(weft_pipeline_start(p, NULL), WEFT_OK);
     weft_pipeline_destroy(p);
-    check_no_report();
+    wt_pipe_check_no_report();
     sink_check_all(&k, 2000);
     sink_fini(&k);
 
@@ -2652,7 +2458,7 @@ test_destroy(void **state)
     set_source(p, &s, 100);
     sink_init(&k, 100, true);
     ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     assert_int_equal(weft_pipeline_run(p), WEFT_OK);
     weft_pipeline_destroy(p);
     sink_check_all(&k, 100);
@@ -2663,7 +2469,7 @@ test_destroy(void **state)
     set_source(p, &s, 100);
     sink_init(&k, 100, false);
     ks = sink_stage(&k);
-    add(p, &ks);
+    wt_pipe_add(p, &ks);
     weft_future_t *f = start_wait(p);
     weft_pipeline_destroy(p);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_DONE);
