@@ -74,9 +74,14 @@ finish(buf_t *b, char **out, size_t *len)
     return WEFT_OK;
 }
 
+/* Check an exporter's arguments, take a full snapshot and an empty buffer
+ * (both released by the exporter: weft__metrics_full_free, finish). */
 static int
-start(buf_t *b, weft__metrics_full_t *f)
+start(char **out, size_t *len, buf_t *b, weft__metrics_full_t *f)
 {
+    if (out == NULL || len == NULL) {
+        return WEFT_EINVAL;
+    }
     memset(b, 0, sizeof(*b));
     b->cap = 4096;
     b->p = malloc(b->cap);
@@ -296,12 +301,9 @@ prom_pipelines(buf_t *b, const weft_metrics_snapshot_t *s)
 int
 weft_metrics_prometheus(char **out, size_t *len)
 {
-    if (out == NULL || len == NULL) {
-        return WEFT_EINVAL;
-    }
     buf_t b;
     weft__metrics_full_t f;
-    int rc = start(&b, &f);
+    int rc = start(out, len, &b, &f);
     if (rc != WEFT_OK) {
         return rc;
     }
@@ -419,12 +421,9 @@ json_pipeline(buf_t *b, const weft_pipeline_stats_t *pl)
 int
 weft_metrics_json(char **out, size_t *len)
 {
-    if (out == NULL || len == NULL) {
-        return WEFT_EINVAL;
-    }
     buf_t b;
     weft__metrics_full_t f;
-    int rc = start(&b, &f);
+    int rc = start(out, len, &b, &f);
     if (rc != WEFT_OK) {
         return rc;
     }
