@@ -77,13 +77,7 @@ wt_max_update(_Atomic int64_t *max, int64_t v)
 weft_executor_t *
 wt_pipe_pool(const char *name, unsigned workers)
 {
-    weft_pool_opts_t o = WEFT_POOL_OPTS_INIT;
-    o.name = name;
-    o.workers = workers;
-    weft_executor_t *ex = NULL;
-    assert_int_equal(weft_pool_create(&o, &ex), WEFT_OK);
-    assert_non_null(ex);
-    return ex;
+    return wt_pool(name, workers);
 }
 
 weft_pipeline_t *

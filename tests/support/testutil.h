@@ -73,4 +73,19 @@ weft_queue_t *wt_queue_u64(weft_queue_order_t order, size_t cap);
 void wt_put_u64(weft_queue_t *q, uint64_t v);
 uint64_t wt_get_u64(weft_queue_t *q);
 
+/* A deadline far enough that reaching it means the test hangs. */
+#define WT_FAR (30 * WEFT_SEC)
+
+/* A thread pool named name (NULL: the default) with workers workers (0:
+ * usable CPUs); fails the test if creation fails. */
+weft_executor_t *wt_pool(const char *name, unsigned workers);
+
+/* Submit fn(arg) to ex with options o (NULL: defaults) and return its
+ * future; fails the test if the submit fails. */
+weft_future_t *wt_submit(weft_executor_t *ex, weft_task_fn fn, void *arg,
+                         const weft_task_opts_t *o);
+
+/* Wait for f (at most WT_FAR) and check it is done. */
+void wt_wait_done(weft_future_t *f);
+
 #endif /* WEFT_TESTUTIL_H */

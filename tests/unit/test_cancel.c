@@ -54,32 +54,6 @@ pint(void *p)
     return (intptr_t)p;
 }
 
-static weft_executor_t *
-new_pool(unsigned workers)
-{
-    weft_pool_opts_t o = WEFT_POOL_OPTS_INIT;
-    o.workers = workers;
-    weft_executor_t *ex = NULL;
-    assert_int_equal(weft_pool_create(&o, &ex), WEFT_OK);
-    return ex;
-}
-
-static weft_future_t *
-submit(weft_executor_t *ex, weft_task_fn fn, void *arg,
-       const weft_task_opts_t *o)
-{
-    weft_future_t *f = NULL;
-    assert_int_equal(weft_executor_submit(ex, fn, arg, o, &f), WEFT_OK);
-    assert_non_null(f);
-    return f;
-}
-
-static void
-wait_done(weft_future_t *f)
-{
-    assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)), WEFT_OK);
-}
-
 static void
 wait_event(weft_event_t *e)
 {
@@ -289,14 +263,14 @@ cancel_one(weft_executor_t *ex, int kind, bool until, bool blocking)
     blk_setup(&b, kind, until);
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.blocking = blocking;
-    weft_future_t *f = submit(ex, blocker_task, &b, &o);
+    weft_future_t *f = wt_submit(ex, blocker_task, &b, &o);
     wait_event(&b.started);
     /* Give it time to get into the call and park. */
     assert_int_equal(weft_sleep_for(20 * WEFT_MSEC), WEFT_OK);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_RUNNING);
     weft_time_t t0 = weft_now();
     assert_false(weft_future_cancel(f)); /* running: the task decides */
-    wait_done(f);
+    wt_wait_done(f);
     weft_time_t took = weft_now() - t0;
     const char *what = kind_names[kind];
     if (b.rc != WEFT_ECANCELED) {
@@ -330,7 +304,7 @@ static void
 test_cancel_reaches_every_blocking_call(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     for (int blocking = 0; blocking < 2; blocking++) {
         for (int k = 0; k < K_COUNT; k++) {
             cancel_one(ex, k, false, blocking != 0);
@@ -360,15 +334,15 @@ static void
 test_cancelled_flag_and_later_calls(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     assert_false(weft_cancelled()); /* outside a task */
     for (int k = 0; k < K_COUNT; k++) {
         static blk_t b;
         blk_setup(&b, k, false);
-        weft_future_t *f = submit(ex, cancel_self_then_block, &b, NULL);
+        weft_future_t *f = wt_submit(ex, cancel_self_then_block, &b, NULL);
         wait_event(&b.started);
         assert_false(weft_future_cancel(f));
-        wait_done(f);
+        wt_wait_done(f);
         assert_int_equal(weft_future_state(f), WEFT_FUTURE_DONE);
         assert_int_equal(b.cancelled_after, 1);
         if (b.rc != WEFT_ECANCELED) {
@@ -405,11 +379,11 @@ test_cancel_queued_task(void **state)
 {
     (void)state;
     enum { N = 20 };
-    weft_executor_t *ex = new_pool(1);
+    weft_executor_t *ex = wt_pool(NULL, 1);
     gate_t g;
     weft_event_init(&g.started);
     weft_event_init(&g.open);
-    weft_future_t *gf = submit(ex, gate_task, &g, NULL);
+    weft_future_t *gf = wt_submit(ex, gate_task, &g, NULL);
     wait_event(&g.started);
     _Atomic int runs[N] = {0};
     weft_future_t *fs[N];
@@ -417,7 +391,7 @@ test_cancel_queued_task(void **state)
         weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
         o.blocking = i % 4 == 3; /* also on the blocking lane's queue */
         o.priority = i % 4 == 2;
-        fs[i] = submit(ex, count_task, &runs[i], &o);
+        fs[i] = wt_submit(ex, count_task, &runs[i], &o);
     }
     for (size_t i = 0; i < N; i += 2) {
         /* Lane tasks may already run: only the pool's queue is blocked. */
@@ -430,9 +404,9 @@ test_cancel_queued_task(void **state)
     }
     weft_event_set(&g.open);
     for (size_t i = 0; i < N; i++) {
-        wait_done(fs[i]);
+        wt_wait_done(fs[i]);
     }
-    wait_done(gf);
+    wt_wait_done(gf);
     assert_int_equal(weft_executor_shutdown(ex, true, false), WEFT_OK);
     for (size_t i = 0; i < N; i++) {
         bool cancelled = i % 2 == 0 && i % 4 != 3;
@@ -493,11 +467,11 @@ test_group_wait_not_cancellable(void **state)
 {
     (void)state;
     for (unsigned workers = 1; workers <= 2; workers++) {
-        weft_executor_t *ex = new_pool(workers);
+        weft_executor_t *ex = wt_pool(NULL, workers);
         gw_t s;
         memset(&s, 0, sizeof(s));
         weft_event_init(&s.waiting);
-        weft_future_t *f = submit(ex, group_waiter_task, &s, NULL);
+        weft_future_t *f = wt_submit(ex, group_waiter_task, &s, NULL);
         wait_event(&s.waiting);
         await_at_least(&s.child_started, 1);
         assert_false(weft_future_cancel(f));
@@ -505,7 +479,7 @@ test_group_wait_not_cancellable(void **state)
         assert_int_equal(weft_sleep_for(100 * WEFT_MSEC), WEFT_OK);
         assert_false(weft_future_done(f));
         atomic_store(&s.release_child, 1);
-        wait_done(f);
+        wt_wait_done(f);
         assert_int_equal(s.child_done_at_return, 1);
         assert_int_equal(s.wait_rc, WEFT_ECANCELED);
         weft_future_release(f);
@@ -569,7 +543,7 @@ static void
 test_scope_first_failure_cancels_siblings(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(3);
+    weft_executor_t *ex = wt_pool(NULL, 3);
     weft_scope_t *s = NULL;
     assert_int_equal(weft_scope_create(WEFT_FOREVER, &s), WEFT_OK);
     assert_string_equal(weft_scope_error(s), "");
@@ -606,14 +580,15 @@ static void
 test_scope_failure_cancels_queued(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(1);
+    weft_executor_t *ex = wt_pool(NULL, 1);
     weft_executor_t *inl = NULL;
     assert_int_equal(weft_inline_executor_create(&inl), WEFT_OK);
     gate_t g;
     weft_event_init(&g.started);
     weft_event_init(&g.open);
-    weft_future_t *gf = submit(ex, gate_task, &g, NULL); /* not in the scope */
-    wait_event(&g.started); /* the only worker is busy now */
+    weft_future_t *gf =
+        wt_submit(ex, gate_task, &g, NULL); /* not in the scope */
+    wait_event(&g.started);                 /* the only worker is busy now */
     weft_scope_t *s = NULL;
     assert_int_equal(weft_scope_create(WEFT_FOREVER, &s), WEFT_OK);
     sib_t a;
@@ -633,7 +608,7 @@ test_scope_failure_cancels_queued(void **state)
     assert_string_equal(weft_scope_error(s), "boom 7");
     assert_int_equal(a.rc, WEFT_ECANCELED);
     weft_event_set(&g.open);
-    wait_done(gf);
+    wt_wait_done(gf);
     assert_int_equal(weft_executor_shutdown(ex, true, false), WEFT_OK);
     assert_int_equal(atomic_load(&queued_runs), 0);
     weft_future_release(qf);
@@ -648,7 +623,7 @@ static void
 test_scope_deadline(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(3);
+    weft_executor_t *ex = wt_pool(NULL, 3);
     weft_time_t t0 = weft_now();
     weft_scope_t *s = NULL;
     assert_int_equal(weft_scope_create(t0 + 100 * WEFT_MSEC, &s), WEFT_OK);
@@ -678,7 +653,7 @@ static void
 test_scope_cancel_and_submit_after(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     weft_scope_t *s = NULL;
     assert_int_equal(weft_scope_create(WEFT_FOREVER, &s), WEFT_OK);
     sib_t a;
@@ -713,7 +688,7 @@ test_scope_reuse_and_destroy(void **state)
 {
     (void)state;
     enum { N = 50 };
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     weft_scope_t *s = NULL;
     assert_int_equal(weft_scope_create(WEFT_FOREVER, &s), WEFT_OK);
     _Atomic int runs[2 * N] = {0};
@@ -776,7 +751,7 @@ static void
 test_scope_wait_by_cancelled_task(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     static scope_waiter_t w;
     memset(&w, 0, sizeof(w));
     w.ex = ex;
@@ -785,11 +760,11 @@ test_scope_wait_by_cancelled_task(void **state)
     weft_event_init(&w.waiting);
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.blocking = true; /* it waits */
-    weft_future_t *f = submit(ex, scope_waiter_task, &w, &o);
+    weft_future_t *f = wt_submit(ex, scope_waiter_task, &w, &o);
     wait_event(&w.waiting);
     assert_int_equal(weft_sleep_for(20 * WEFT_MSEC), WEFT_OK);
     assert_false(weft_future_cancel(f));
-    wait_done(f);
+    wt_wait_done(f);
     assert_int_equal(w.wait_rc, WEFT_ECANCELED);
     assert_int_equal(w.child_rc_at_return, WEFT_ECANCELED);
     weft_future_release(f);
@@ -803,7 +778,7 @@ static void
 test_call_later_cancelled_never_runs(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     _Atomic int runs = 0;
     weft_future_t *f = NULL;
     assert_int_equal(weft_pool_call_later(ex, 100 * WEFT_MSEC, count_task,
@@ -820,7 +795,7 @@ test_call_later_cancelled_never_runs(void **state)
     assert_int_equal(weft_pool_call_later(ex, 10 * WEFT_MSEC, count_task,
                                           (void *)&runs, NULL, &f),
                      WEFT_OK);
-    wait_done(f);
+    wt_wait_done(f);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_DONE);
     assert_int_equal(atomic_load(&runs), 1);
     weft_future_release(f);
@@ -862,7 +837,7 @@ static void
 test_call_every_until_cancel(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     every_t e;
     memset(&e, 0, sizeof(e));
     e.run_ns = 15 * WEFT_MSEC; /* longer than the period: runs must queue */
@@ -893,7 +868,7 @@ static void
 test_call_every_stops_on_failure(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     every_t e;
     memset(&e, 0, sizeof(e));
     e.fail_at = 3;
@@ -901,7 +876,7 @@ test_call_every_stops_on_failure(void **state)
     assert_int_equal(
         weft_pool_call_every(ex, 5 * WEFT_MSEC, every_task, &e, NULL, &f),
         WEFT_OK);
-    wait_done(f);
+    wt_wait_done(f);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_FAILED);
     assert_int_equal(weft_future_code(f), WEFT_EIO);
     assert_string_equal(weft_future_error(f), "run 3 failed");
@@ -916,7 +891,7 @@ static void
 test_call_every_ends_at_shutdown(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(1);
+    weft_executor_t *ex = wt_pool(NULL, 1);
     every_t e;
     memset(&e, 0, sizeof(e));
     weft_future_t *f = NULL;
@@ -925,7 +900,7 @@ test_call_every_ends_at_shutdown(void **state)
         WEFT_OK);
     await_at_least(&e.runs, 2);
     weft_executor_destroy(ex);
-    wait_done(f);
+    wt_wait_done(f);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_CANCELLED);
     weft_future_release(f);
 }
@@ -981,7 +956,7 @@ test_map_ordered(void **state)
 {
     (void)state;
     size_t n = wt_size(10000, 1000000);
-    weft_executor_t *ex = new_pool(3);
+    weft_executor_t *ex = wt_pool(NULL, 3);
     gen_t g;
     memset(&g, 0, sizeof(g));
     g.limit = n;
@@ -1016,7 +991,7 @@ test_map_endless_input(void **state)
 {
     (void)state;
     enum { N = 500, W = 8 };
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     gen_t g;
     memset(&g, 0, sizeof(g));
     g.limit = SIZE_MAX;
@@ -1045,7 +1020,7 @@ test_map_failures_in_order(void **state)
 {
     (void)state;
     enum { N = 200 };
-    weft_executor_t *ex = new_pool(3);
+    weft_executor_t *ex = wt_pool(NULL, 3);
     gen_t g;
     memset(&g, 0, sizeof(g));
     g.limit = N;
@@ -1107,7 +1082,7 @@ test_map_destroy_frees_results(void **state)
 {
     (void)state;
     enum { W = 8, TAKE = 20 };
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     gen_t g;
     memset(&g, 0, sizeof(g));
     g.limit = SIZE_MAX;
@@ -1181,7 +1156,7 @@ test_shutdown_cancel_reaches_running_tasks(void **state)
         weft_event_init(&rs[i]->never);
         weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
         o.blocking = i == 1;
-        fs[i] = submit(ex, runner_task, rs[i], &o);
+        fs[i] = wt_submit(ex, runner_task, rs[i], &o);
         wait_event(&rs[i]->started);
     }
     weft_time_t t0 = weft_now();

@@ -74,34 +74,6 @@ await_threads(int want)
     return n;
 }
 
-static weft_executor_t *
-new_pool(unsigned workers)
-{
-    weft_pool_opts_t o = WEFT_POOL_OPTS_INIT;
-    o.workers = workers;
-    weft_executor_t *ex = NULL;
-    assert_int_equal(weft_pool_create(&o, &ex), WEFT_OK);
-    assert_non_null(ex);
-    return ex;
-}
-
-static weft_future_t *
-submit(weft_executor_t *ex, weft_task_fn fn, void *arg,
-       const weft_task_opts_t *o)
-{
-    weft_future_t *f = NULL;
-    assert_int_equal(weft_executor_submit(ex, fn, arg, o, &f), WEFT_OK);
-    assert_non_null(f);
-    return f;
-}
-
-static void
-wait_done(weft_future_t *f)
-{
-    assert_int_equal(weft_future_wait_until(f, weft_deadline_in(FAR)), WEFT_OK);
-    assert_true(weft_future_done(f));
-}
-
 /* ------------------------------------------------------------------------ */
 /* Gate: a task that holds a worker until the test opens it                 */
 
@@ -139,7 +111,7 @@ static weft_future_t *
 block_worker(weft_executor_t *ex, gate_t *g)
 {
     gate_init(g);
-    weft_future_t *f = submit(ex, gate_task, g, NULL);
+    weft_future_t *f = wt_submit(ex, gate_task, g, NULL);
     assert_int_equal(weft_event_wait_until(&g->started, weft_deadline_in(FAR)),
                      WEFT_OK);
     return f;
@@ -184,8 +156,8 @@ test_create_defaults(void **state)
     assert_int_equal(weft_pool_workers(ex), (unsigned)weft_cpu_count());
     assert_string_equal(weft_executor_name(ex), "pool");
     assert_int_equal(thread_count(), before + weft_cpu_count());
-    weft_future_t *f = submit(ex, count_task, &(_Atomic int){0}, NULL);
-    wait_done(f);
+    weft_future_t *f = wt_submit(ex, count_task, &(_Atomic int){0}, NULL);
+    wt_wait_done(f);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_DONE);
     weft_future_release(f);
     weft_executor_destroy(ex);
@@ -268,12 +240,12 @@ test_submit_with_and_without_futures(void **state)
     static _Atomic int ff[N], fut[N];
     memset(ff, 0, sizeof(ff));
     memset(fut, 0, sizeof(fut));
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     static weft_future_t *fs[N];
     for (size_t i = 0; i < N; i++) {
         assert_int_equal(
             weft_executor_submit(ex, count_task, &ff[i], NULL, NULL), WEFT_OK);
-        fs[i] = submit(ex, count_task, &fut[i], NULL);
+        fs[i] = wt_submit(ex, count_task, &fut[i], NULL);
     }
     for (size_t i = 0; i < N; i++) {
         void *v = NULL;
@@ -332,7 +304,7 @@ value_task(void *arg)
 static void
 expect_failure(weft_executor_t *ex, weft_task_fn fn, int code, const char *msg)
 {
-    weft_future_t *f = submit(ex, fn, NULL, NULL);
+    weft_future_t *f = wt_submit(ex, fn, NULL, NULL);
     void *v = iptr(0x55);
     assert_int_equal(weft_future_result(f, &v), code);
     assert_ptr_equal(v, iptr(0x55)); /* untouched on failure */
@@ -348,8 +320,8 @@ static void
 test_results_and_failures(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
-    weft_future_t *f = submit(ex, value_task, iptr(14), NULL);
+    weft_executor_t *ex = wt_pool(NULL, 2);
+    weft_future_t *f = wt_submit(ex, value_task, iptr(14), NULL);
     void *v = NULL;
     assert_int_equal(weft_future_result(f, &v), WEFT_OK);
     assert_int_equal(pint(v), 42);
@@ -360,8 +332,8 @@ test_results_and_failures(void **state)
     expect_failure(ex, fail_twice_task, WEFT_ENOENT, "first");
     expect_failure(ex, fail_positive_task, WEFT_EINVAL, "positive code");
 
-    f = submit(ex, fail_long_task, NULL, NULL);
-    wait_done(f);
+    f = wt_submit(ex, fail_long_task, NULL, NULL);
+    wt_wait_done(f);
     assert_int_equal(weft_future_code(f), WEFT_EIO);
     const char *m = weft_future_error(f);
     size_t len = strlen(m);
@@ -391,27 +363,27 @@ test_labels(void **state)
 {
     (void)state;
     static const char lbl[] = "fetch-index";
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     assert_null(weft_task_label());
     const char *seen = iptr(1);
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.label = lbl;
-    weft_future_t *f = submit(ex, label_task, (void *)&seen, &o);
-    wait_done(f);
+    weft_future_t *f = wt_submit(ex, label_task, (void *)&seen, &o);
+    wt_wait_done(f);
     weft_future_release(f);
     assert_ptr_equal(seen, lbl);
 
     seen = iptr(1);
-    f = submit(ex, label_task, (void *)&seen, NULL);
-    wait_done(f);
+    f = wt_submit(ex, label_task, (void *)&seen, NULL);
+    wt_wait_done(f);
     weft_future_release(f);
     assert_null(seen);
 
     /* On the blocking lane too. */
     seen = iptr(1);
     o.blocking = true;
-    f = submit(ex, label_task, (void *)&seen, &o);
-    wait_done(f);
+    f = wt_submit(ex, label_task, (void *)&seen, &o);
+    wt_wait_done(f);
     weft_future_release(f);
     assert_ptr_equal(seen, lbl);
     weft_executor_destroy(ex);
@@ -438,7 +410,7 @@ test_priority(void **state)
 {
     (void)state;
     enum { NORMAL = 40, HIGH = 3 };
-    weft_executor_t *ex = new_pool(1);
+    weft_executor_t *ex = wt_pool(NULL, 1);
     gate_t g;
     weft_future_t *gf = block_worker(ex, &g);
     _Atomic int next = 0;
@@ -448,11 +420,11 @@ test_priority(void **state)
         recs[i] = (order_rec_t){&next, -1};
         weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
         o.priority = i >= NORMAL ? 5 : 0;
-        fs[i] = submit(ex, order_task, &recs[i], &o);
+        fs[i] = wt_submit(ex, order_task, &recs[i], &o);
     }
     weft_event_set(&g.open);
     for (size_t i = 0; i < NORMAL + HIGH; i++) {
-        wait_done(fs[i]);
+        wt_wait_done(fs[i]);
         weft_future_release(fs[i]);
     }
     /* The priority tasks, queued last, ran first. */
@@ -463,7 +435,7 @@ test_priority(void **state)
         }
     }
     assert_int_equal(atomic_load(&next), NORMAL + HIGH);
-    wait_done(gf);
+    wt_wait_done(gf);
     weft_future_release(gf);
     weft_executor_destroy(ex);
 }
@@ -472,14 +444,14 @@ static void
 test_start_deadline(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(1);
+    weft_executor_t *ex = wt_pool(NULL, 1);
     _Atomic int runs[4] = {0};
 
     /* A deadline already past: never runs, CANCELLED. */
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.start_deadline = weft_now() - 1;
-    weft_future_t *f = submit(ex, count_task, &runs[0], &o);
-    wait_done(f);
+    weft_future_t *f = wt_submit(ex, count_task, &runs[0], &o);
+    wt_wait_done(f);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_CANCELLED);
     assert_int_equal(weft_future_result(f, NULL), WEFT_ECANCELED);
     weft_future_release(f);
@@ -492,19 +464,19 @@ test_start_deadline(void **state)
     gate_t g;
     weft_future_t *gf = block_worker(ex, &g);
     o.start_deadline = weft_deadline_in(20 * WEFT_MSEC);
-    f = submit(ex, count_task, &runs[2], &o);
+    f = wt_submit(ex, count_task, &runs[2], &o);
     /* A far deadline: runs. */
     o.start_deadline = weft_deadline_in(FAR);
-    weft_future_t *ok = submit(ex, count_task, &runs[3], &o);
+    weft_future_t *ok = wt_submit(ex, count_task, &runs[3], &o);
     assert_int_equal(weft_sleep_for(60 * WEFT_MSEC), WEFT_OK);
     weft_event_set(&g.open);
-    wait_done(f);
-    wait_done(ok);
+    wt_wait_done(f);
+    wt_wait_done(ok);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_CANCELLED);
     assert_int_equal(weft_future_state(ok), WEFT_FUTURE_DONE);
     weft_future_release(f);
     weft_future_release(ok);
-    wait_done(gf);
+    wt_wait_done(gf);
     weft_future_release(gf);
     assert_int_equal(weft_executor_shutdown(ex, true, false), WEFT_OK);
     assert_int_equal(atomic_load(&runs[0]), 0);
@@ -553,13 +525,13 @@ static void
 test_result_dtor(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.result_dtor = count_dtor;
 
     /* Nobody takes the result: the destructor runs once, at release. */
     atomic_store(&dtor_calls, 0);
-    weft_future_t *f = submit(ex, alloc_task, iptr(7), &o);
+    weft_future_t *f = wt_submit(ex, alloc_task, iptr(7), &o);
     void *v = NULL;
     assert_int_equal(weft_future_result(f, &v), WEFT_OK);
     assert_int_equal(*(int *)v, 7);
@@ -572,7 +544,7 @@ test_result_dtor(void **state)
 
     /* Taken: the destructor never runs; the value is ours. */
     atomic_store(&dtor_calls, 0);
-    f = submit(ex, alloc_task, iptr(8), &o);
+    f = wt_submit(ex, alloc_task, iptr(8), &o);
     v = NULL;
     assert_int_equal(weft_future_take_result(f, &v), WEFT_OK);
     assert_int_equal(*(int *)v, 8);
@@ -580,13 +552,13 @@ test_result_dtor(void **state)
     free(v);
 
     /* A failed task has no result to destroy. */
-    f = submit(ex, fail_task, NULL, &o);
-    wait_done(f);
+    f = wt_submit(ex, fail_task, NULL, &o);
+    wt_wait_done(f);
     weft_future_release(f);
     assert_int_equal(weft_executor_shutdown(ex, true, false), WEFT_OK);
     weft_executor_destroy(ex); /* every reference is gone now */
     assert_int_equal(atomic_load(&dtor_calls), 0);
-    ex = new_pool(2);
+    ex = wt_pool(NULL, 2);
 
     /* Fire-and-forget with a destructor: the result is destroyed once. */
     atomic_store(&dtor_calls, 0);
@@ -643,16 +615,16 @@ test_worker_names_and_current(void **state)
     po.name = "calc";
     weft_executor_t *ex = NULL;
     assert_int_equal(weft_pool_create(&po, &ex), WEFT_OK);
-    weft_executor_t *other = new_pool(1);
+    weft_executor_t *other = wt_pool(NULL, 1);
     assert_null(weft_pool_current());
 
     static where_t w[N];
     weft_future_t *fs[N];
     for (size_t i = 0; i < N; i++) {
-        fs[i] = submit(ex, where_task, &w[i], NULL);
+        fs[i] = wt_submit(ex, where_task, &w[i], NULL);
     }
     for (size_t i = 0; i < N; i++) {
-        wait_done(fs[i]);
+        wt_wait_done(fs[i]);
         weft_future_release(fs[i]);
         if (!name_matches(w[i].name, "calc", "", 3)) {
             fail_msg("task %zu ran on a thread named \"%s\"", i, w[i].name);
@@ -664,8 +636,8 @@ test_worker_names_and_current(void **state)
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.blocking = true;
     where_t lw;
-    weft_future_t *f = submit(ex, where_task, &lw, &o);
-    wait_done(f);
+    weft_future_t *f = wt_submit(ex, where_task, &lw, &o);
+    wt_wait_done(f);
     weft_future_release(f);
     if (!name_matches(lw.name, "calc", "io", 64)) {
         fail_msg("blocking task ran on a thread named \"%s\"", lw.name);
@@ -674,8 +646,8 @@ test_worker_names_and_current(void **state)
 
     /* Default name; and the other pool's tasks see the other pool. */
     where_t ow;
-    f = submit(other, where_task, &ow, NULL);
-    wait_done(f);
+    f = wt_submit(other, where_task, &ow, NULL);
+    wt_wait_done(f);
     weft_future_release(f);
     assert_string_equal(ow.name, "pool/0");
     assert_ptr_equal(ow.current, other);
@@ -748,7 +720,7 @@ test_submit_policies(void **state)
         assert_int_equal(atomic_load(&runs[i]), 0);
     }
     weft_event_set(&g.open);
-    wait_done(gf);
+    wt_wait_done(gf);
     weft_future_release(gf);
     assert_int_equal(weft_executor_shutdown(ex, true, false), WEFT_OK);
     expect_slots(runs, CAP, 1);
@@ -779,7 +751,7 @@ test_pool_default_policy(void **state)
     assert_int_equal(weft_executor_submit(ex, count_task, &runs[2], NULL, NULL),
                      WEFT_EAGAIN);
     weft_event_set(&g.open);
-    wait_done(gf);
+    wt_wait_done(gf);
     weft_future_release(gf);
     assert_int_equal(weft_executor_shutdown(ex, true, false), WEFT_OK);
     expect_slots(runs, 2, 1);
@@ -802,7 +774,7 @@ test_lane_policies(void **state)
     gate_init(&g);
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.blocking = true;
-    weft_future_t *gf = submit(ex, gate_task, &g, &o);
+    weft_future_t *gf = wt_submit(ex, gate_task, &g, &o);
     assert_int_equal(weft_event_wait_until(&g.started, weft_deadline_in(FAR)),
                      WEFT_OK);
     _Atomic int runs[4] = {0};
@@ -818,7 +790,7 @@ test_lane_policies(void **state)
     assert_int_equal(weft_executor_submit(ex, count_task, &runs[3], &o, NULL),
                      WEFT_ETIMEDOUT);
     weft_event_set(&g.open);
-    wait_done(gf);
+    wt_wait_done(gf);
     weft_future_release(gf);
     assert_int_equal(weft_executor_shutdown(ex, true, false), WEFT_OK);
     expect_slots(runs, 2, 1);
@@ -837,7 +809,7 @@ test_shutdown_wait_then_submit(void **state)
     enum { N = 500 };
     static _Atomic int runs[N + 1];
     memset(runs, 0, sizeof(runs));
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     for (size_t i = 0; i < N; i++) {
         assert_int_equal(
             weft_executor_submit(ex, count_task, &runs[i], NULL, NULL),
@@ -889,19 +861,19 @@ test_shutdown_cancel_pending(void **state)
     gate_init(&lg);
     weft_task_opts_t lo = WEFT_TASK_OPTS_INIT;
     lo.blocking = true;
-    weft_future_t *lgf = submit(ex, gate_task, &lg, &lo);
+    weft_future_t *lgf = wt_submit(ex, gate_task, &lg, &lo);
     assert_int_equal(weft_event_wait_until(&lg.started, weft_deadline_in(FAR)),
                      WEFT_OK);
 
     _Atomic int runs[2 * Q + 2] = {0};
     weft_future_t *fs[Q];
     for (size_t i = 0; i < Q; i++) {
-        fs[i] = submit(ex, count_task, &runs[i], NULL);
+        fs[i] = wt_submit(ex, count_task, &runs[i], NULL);
         assert_int_equal(
             weft_executor_submit(ex, count_task, &runs[Q + i], NULL, NULL),
             WEFT_OK);
     }
-    weft_future_t *lf = submit(ex, count_task, &runs[2 * Q], &lo);
+    weft_future_t *lf = wt_submit(ex, count_task, &runs[2 * Q], &lo);
     weft_future_t *tf = NULL;
     assert_int_equal(weft_pool_call_later(ex, 10 * WEFT_SEC, count_task,
                                           &runs[2 * Q + 1], NULL, &tf),
@@ -965,19 +937,19 @@ static void
 test_shutdown_from_inside(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     /* From the blocking lane: EDEADLK as well, and the pool still runs. */
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.blocking = true;
     inside_t lin = {1, 1};
-    weft_future_t *f = submit(ex, shutdown_inside_wait_only, &lin, &o);
-    wait_done(f);
+    weft_future_t *f = wt_submit(ex, shutdown_inside_wait_only, &lin, &o);
+    wt_wait_done(f);
     weft_future_release(f);
     assert_int_equal(lin.rc_wait, WEFT_EDEADLK);
 
     inside_t in = {1, 1};
-    f = submit(ex, shutdown_inside_task, &in, NULL);
-    wait_done(f);
+    f = wt_submit(ex, shutdown_inside_task, &in, NULL);
+    wt_wait_done(f);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_DONE);
     weft_future_release(f);
     assert_int_equal(in.rc_wait, WEFT_EDEADLK);
@@ -1011,14 +983,14 @@ test_inline_executor(void **state)
     assert_null(w.current);
     weft_future_release(f);
 
-    f = submit(ex, value_task, iptr(5), NULL);
+    f = wt_submit(ex, value_task, iptr(5), NULL);
     assert_true(weft_future_done(f));
     void *v = NULL;
     assert_int_equal(weft_future_result(f, &v), WEFT_OK);
     assert_int_equal(pint(v), 15);
     weft_future_release(f);
 
-    f = submit(ex, fail_task, NULL, NULL);
+    f = wt_submit(ex, fail_task, NULL, NULL);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_FAILED);
     assert_int_equal(weft_future_code(f), WEFT_EIO);
     assert_string_equal(weft_future_error(f), "read disk0: 5");
@@ -1028,7 +1000,7 @@ test_inline_executor(void **state)
     const char *seen = NULL;
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.label = lbl;
-    f = submit(ex, label_task, (void *)&seen, &o);
+    f = wt_submit(ex, label_task, (void *)&seen, &o);
     weft_future_release(f);
     assert_ptr_equal(seen, lbl);
     assert_null(weft_task_label()); /* left the task */
@@ -1039,7 +1011,7 @@ test_inline_executor(void **state)
     assert_int_equal(atomic_load(&runs[0]), 1);
     o = (weft_task_opts_t)WEFT_TASK_OPTS_INIT;
     o.start_deadline = weft_now() - 1;
-    f = submit(ex, count_task, &runs[1], &o);
+    f = wt_submit(ex, count_task, &runs[1], &o);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_CANCELLED);
     weft_future_release(f);
     assert_int_equal(atomic_load(&runs[1]), 0);
@@ -1069,14 +1041,14 @@ static void
 test_call_later_runs_after_delay(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     stamp_t s = {0};
     weft_time_t t0 = weft_now();
     weft_future_t *f = NULL;
     assert_int_equal(
         weft_pool_call_later(ex, 50 * WEFT_MSEC, stamp_task, &s, NULL, &f),
         WEFT_OK);
-    wait_done(f);
+    wt_wait_done(f);
     assert_int_equal(weft_future_state(f), WEFT_FUTURE_DONE);
     weft_time_t at = atomic_load(&s.at);
     assert_true(at - t0 >= 50 * WEFT_MSEC);
@@ -1114,7 +1086,7 @@ static void
 test_idle_pool_uses_no_cpu(void **state)
 {
     (void)state;
-    weft_executor_t *ex = new_pool(4);
+    weft_executor_t *ex = wt_pool(NULL, 4);
     _Atomic int runs[64] = {0};
     for (size_t i = 0; i < 64; i++) {
         assert_int_equal(
@@ -1171,7 +1143,7 @@ test_idle_worker_woken_while_a_searcher_blocks(void **state)
 {
     (void)state;
     enum { ROUNDS = 20 };
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     int stuck = 0;
     for (int r = 0; r < ROUNDS; r++) {
         searcher_t s;
@@ -1183,18 +1155,18 @@ test_idle_worker_woken_while_a_searcher_blocks(void **state)
                          WEFT_OK);
         assert_int_equal(
             weft_event_wait_until(&s.q_done, weft_deadline_in(FAR)), WEFT_OK);
-        weft_future_t *fa = submit(ex, a_task, &s, NULL);
+        weft_future_t *fa = wt_submit(ex, a_task, &s, NULL);
         assert_int_equal(
             weft_event_wait_until(&s.a_started, weft_deadline_in(FAR)),
             WEFT_OK);
-        weft_future_t *fb = submit(ex, value_task, iptr(1), NULL);
+        weft_future_t *fb = wt_submit(ex, value_task, iptr(1), NULL);
         if (weft_future_wait_until(fb, weft_deadline_in(WEFT_SEC)) ==
             WEFT_ETIMEDOUT) {
             stuck++;
         }
         weft_event_set(&s.gate);
-        wait_done(fa);
-        wait_done(fb);
+        wt_wait_done(fa);
+        wt_wait_done(fb);
         weft_future_release(fa);
         weft_future_release(fb);
     }
@@ -1233,7 +1205,7 @@ test_call_later_on_time_while_a_worker_is_busy(void **state)
 {
     (void)state;
     enum { ROUNDS = 5 };
-    weft_executor_t *ex = new_pool(2);
+    weft_executor_t *ex = wt_pool(NULL, 2);
     int late = 0;
     for (int r = 0; r < ROUNDS; r++) {
         /* Both workers asleep, then one becomes the timer's keeper. */
@@ -1247,15 +1219,15 @@ test_call_later_on_time_while_a_worker_is_busy(void **state)
         assert_int_equal(weft_sleep_for(20 * WEFT_MSEC), WEFT_OK);
         busy_t b;
         weft_event_init(&b.never);
-        weft_future_t *bf = submit(ex, busy_task, &b, NULL);
-        wait_done(tf);
+        weft_future_t *bf = wt_submit(ex, busy_task, &b, NULL);
+        wt_wait_done(tf);
         weft_time_t took = atomic_load(&st.at) - t0;
         if (took > 250 * WEFT_MSEC) {
             printf("round %d: a 50 ms timer ran after %lld ms\n", r,
                    (long long)(took / WEFT_MSEC));
             late++;
         }
-        wait_done(bf);
+        wt_wait_done(bf);
         weft_future_release(tf);
         weft_future_release(bf);
     }

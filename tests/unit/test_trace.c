@@ -178,17 +178,6 @@ task_named(const summary_t *s, const char *label)
     return NULL;
 }
 
-static weft_executor_t *
-make_pool(unsigned workers)
-{
-    weft_pool_opts_t o = WEFT_POOL_OPTS_INIT;
-    weft_executor_t *ex = NULL;
-    o.workers = workers;
-    o.name = "tp";
-    assert_int_equal(weft_pool_create(&o, &ex), WEFT_OK);
-    return ex;
-}
-
 static void *
 spin_task(void *arg)
 {
@@ -231,7 +220,7 @@ test_pool_tasks_exact(void **state)
     for (int i = 0; i < N_JOBS; i++) {
         snprintf(job_labels[i], sizeof job_labels[i], "job-%03d", i);
     }
-    weft_executor_t *ex = make_pool(2);
+    weft_executor_t *ex = wt_pool("tp", 2);
     assert_int_equal(weft_trace_start(NULL), WEFT_OK);
     assert_true(weft_trace_active());
     run_labelled(ex, job_labels, N_JOBS);
@@ -324,7 +313,7 @@ static void
 test_waits_inside_tasks_and_parents(void **state)
 {
     (void)state;
-    waiter_t w = {make_pool(2), WEFT_EVENT_INIT};
+    waiter_t w = {wt_pool("tp", 2), WEFT_EVENT_INIT};
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.label = "waiter";
     weft_future_t *f;
@@ -383,7 +372,7 @@ test_ring_bound_drops_oldest(void **state)
     for (int i = 0; i < N_SMALL; i++) {
         snprintf(small_labels[i], sizeof small_labels[i], "s-%03d", i);
     }
-    weft_executor_t *ex = make_pool(1);
+    weft_executor_t *ex = wt_pool("tp", 1);
     weft_trace_opts_t o = WEFT_TRACE_OPTS_INIT;
     o.ring_events = 20; /* rounded up to 32 */
     assert_int_equal(weft_trace_start(&o), WEFT_OK);
@@ -417,7 +406,7 @@ test_start_stop_at_run_time(void **state)
     (void)state;
     static char a[4][16] = {"first-a", "first-b", "first-c", "first-d"};
     static char b[2][16] = {"second-a", "second-b"};
-    weft_executor_t *ex = make_pool(2);
+    weft_executor_t *ex = wt_pool("tp", 2);
 
     assert_int_equal(weft_trace_start(NULL), WEFT_OK);
     assert_int_equal(weft_trace_start(NULL), WEFT_EBUSY);
@@ -465,7 +454,7 @@ static void
 test_write_while_running_closes_open_slices(void **state)
 {
     (void)state;
-    weft_executor_t *ex = make_pool(1);
+    weft_executor_t *ex = wt_pool("tp", 1);
     weft_event_t done = WEFT_EVENT_INIT;
     weft_task_opts_t o = WEFT_TASK_OPTS_INIT;
     o.label = "long";
