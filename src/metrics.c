@@ -41,6 +41,7 @@
 
 #include "metrics_impl.h"
 #include "pool_impl.h"
+#include "plat.h"
 #include "probe.h"
 #include "queue_impl.h"
 
@@ -128,20 +129,6 @@ static _Thread_local uint32_t self_epoch;
  * is "idle" was busy since it. */
 static _Atomic weft_time_t on_at, off_at;
 static _Atomic uint32_t sample_every = SAMPLE_DEFAULT;
-
-static void
-spin_lock(_Atomic uint32_t *l)
-{
-    while (atomic_exchange_explicit(l, 1, memory_order_acquire) != 0) {
-        weft_thread_yield();
-    }
-}
-
-static void
-spin_unlock(_Atomic uint32_t *l)
-{
-    atomic_store_explicit(l, 0, memory_order_release);
-}
 
 /* Owner-only increment of a cell field: no read-modify-write needed.
  * Release: see merge_pool (a plain store on x86). */
@@ -309,7 +296,7 @@ on_object(weft__obj_kind_t kind, const void *obj, const char *name,
     unsigned n = kind == WEFT__OBJ_POOL    ? MAX_POOLS
                  : kind == WEFT__OBJ_QUEUE ? MAX_QUEUES
                                            : MAX_PIPELINES;
-    spin_lock(&reg_lock);
+    weft__spin_lock(&reg_lock);
     int s = slot_find(t, n, created ? NULL : obj);
     if (s >= 0 && created) {
         slot_t *sl = &t[s];
@@ -329,7 +316,7 @@ on_object(weft__obj_kind_t kind, const void *obj, const char *name,
         /* Cached counter arrays of this slot may belong to the old pool. */
         weft__probe_counts_changed();
     }
-    spin_unlock(&reg_lock);
+    weft__spin_unlock(&reg_lock);
 }
 
 /* ---------------------------------------------------------- the sink */
@@ -482,7 +469,7 @@ static _Atomic uint32_t setup_state; /* 0 no, 1 attached, 2 failed */
 static void
 setup(void)
 {
-    spin_lock(&reg_lock);
+    weft__spin_lock(&reg_lock);
     if (atomic_load_explicit(&setup_state, memory_order_relaxed) == 0) {
         bool ok = pthread_key_create(&exit_key, block_release) == 0 &&
                   weft__probe_attach(&sink, 0) == WEFT_OK;
@@ -492,7 +479,7 @@ setup(void)
         }
         atomic_store_explicit(&setup_state, ok ? 1u : 2u, memory_order_release);
     }
-    spin_unlock(&reg_lock);
+    weft__spin_unlock(&reg_lock);
 }
 
 /* Attach at load time: object events then list every pool and queue. */
@@ -531,10 +518,10 @@ weft_metrics_set_sample(unsigned every)
         p *= 2;
     }
     /* Under reg_lock: the rate and the probes' mask change together. */
-    spin_lock(&reg_lock);
+    weft__spin_lock(&reg_lock);
     atomic_store_explicit(&sample_every, p, memory_order_relaxed);
     weft__probe_set_sample_mask(p - 1);
-    spin_unlock(&reg_lock);
+    weft__spin_unlock(&reg_lock);
     return WEFT_OK;
 }
 
@@ -746,7 +733,7 @@ weft__metrics_take(weft__metrics_full_t *f)
     setup();
     /* Holding reg_lock keeps every listed object alive: destroy sends its
      * object event (which takes the lock) before it frees anything. */
-    spin_lock(&reg_lock);
+    weft__spin_lock(&reg_lock);
     size_t np = 0, nq = 0, nl = 0;
     unsigned ps[MAX_POOLS], qs[MAX_QUEUES], ls[MAX_PIPELINES];
     for (unsigned i = 0; i < MAX_POOLS; i++) {
@@ -774,7 +761,7 @@ weft__metrics_take(weft__metrics_full_t *f)
         f->s->npools = i + 1;
     }
     if (rc != WEFT_OK) {
-        spin_unlock(&reg_lock);
+        weft__spin_unlock(&reg_lock);
         weft__metrics_full_free(f);
         return rc;
     }
@@ -795,7 +782,7 @@ weft__metrics_take(weft__metrics_full_t *f)
         rc = weft_pipeline_stats(pl, &f->s->pipelines[i]);
         f->s->npipelines = rc == WEFT_OK ? i + 1 : i;
     }
-    spin_unlock(&reg_lock);
+    weft__spin_unlock(&reg_lock);
     if (rc != WEFT_OK) {
         weft__metrics_full_free(f);
     }

@@ -36,6 +36,22 @@ int weft__plat_thread_join(uintptr_t handle, void **result);
 /* Set the calling thread's kernel name (at most 15 bytes are kept). */
 void weft__plat_thread_set_kernel_name(const char *name);
 void weft__plat_thread_yield(void);
+
+/* A test-and-set lock that yields while taken: for the observability
+ * registries, whose critical sections are short and never block. */
+static inline void
+weft__spin_lock(_Atomic uint32_t *l)
+{
+    while (atomic_exchange_explicit(l, 1, memory_order_acquire) != 0) {
+        weft__plat_thread_yield();
+    }
+}
+
+static inline void
+weft__spin_unlock(_Atomic uint32_t *l)
+{
+    atomic_store_explicit(l, 0, memory_order_release);
+}
 /* Call fn(arg) when the calling thread exits (once per thread; a second
  * registration replaces the first). WEFT_OK or WEFT_ENOMEM. */
 int weft__plat_on_thread_exit(void (*fn)(void *), void *arg);

@@ -38,20 +38,6 @@ static _Atomic unsigned nsinks;
 static _Atomic uint32_t sink_lock;
 
 static void
-spin_lock(_Atomic uint32_t *l)
-{
-    while (atomic_exchange_explicit(l, 1, memory_order_acquire) != 0) {
-        weft__plat_thread_yield();
-    }
-}
-
-static void
-spin_unlock(_Atomic uint32_t *l)
-{
-    atomic_store_explicit(l, 0, memory_order_release);
-}
-
-static void
 recompute_mask(void)
 {
     uint32_t m = 0;
@@ -65,10 +51,10 @@ recompute_mask(void)
 int
 weft__probe_attach(const weft__probe_sink_t *sink, uint32_t mask)
 {
-    spin_lock(&sink_lock);
+    weft__spin_lock(&sink_lock);
     unsigned n = atomic_load_explicit(&nsinks, memory_order_relaxed);
     if (n == MAX_SINKS) {
-        spin_unlock(&sink_lock);
+        weft__spin_unlock(&sink_lock);
         return WEFT_EAGAIN;
     }
     sinks[n].sink = sink;
@@ -76,14 +62,14 @@ weft__probe_attach(const weft__probe_sink_t *sink, uint32_t mask)
     /* Release: dispatchers that read the new count see the slot. */
     atomic_store_explicit(&nsinks, n + 1, memory_order_release);
     recompute_mask();
-    spin_unlock(&sink_lock);
+    weft__spin_unlock(&sink_lock);
     return WEFT_OK;
 }
 
 void
 weft__probe_set_mask(const weft__probe_sink_t *sink, uint32_t mask)
 {
-    spin_lock(&sink_lock);
+    weft__spin_lock(&sink_lock);
     unsigned n = atomic_load_explicit(&nsinks, memory_order_relaxed);
     for (unsigned i = 0; i < n; i++) {
         if (sinks[i].sink == sink) {
@@ -91,7 +77,7 @@ weft__probe_set_mask(const weft__probe_sink_t *sink, uint32_t mask)
         }
     }
     recompute_mask();
-    spin_unlock(&sink_lock);
+    weft__spin_unlock(&sink_lock);
 }
 
 void
@@ -229,14 +215,14 @@ static void
 rec_exit(void *arg)
 {
     weft__thread_rec_t *r = arg;
-    spin_lock(&records_lock);
+    weft__spin_lock(&records_lock);
     for (weft__thread_rec_t **p = &records; *p != NULL; p = &(*p)->next) {
         if (*p == r) {
             *p = r->next;
             break;
         }
     }
-    spin_unlock(&records_lock);
+    weft__spin_unlock(&records_lock);
     self_rec = &dummy_rec; /* late waits during exit land here */
 }
 
@@ -250,10 +236,10 @@ rec_register(void)
         self_rec = &dummy_rec;
         return self_rec;
     }
-    spin_lock(&records_lock);
+    weft__spin_lock(&records_lock);
     r->next = records;
     records = r;
-    spin_unlock(&records_lock);
+    weft__spin_unlock(&records_lock);
     self_rec = r;
     return r;
 }
@@ -268,18 +254,18 @@ weft__self_rec(void)
 void
 weft__rec_foreach(void (*fn)(weft__thread_rec_t *r, void *ctx), void *ctx)
 {
-    spin_lock(&records_lock);
+    weft__spin_lock(&records_lock);
     for (weft__thread_rec_t *r = records; r != NULL; r = r->next) {
         fn(r, ctx);
     }
-    spin_unlock(&records_lock);
+    weft__spin_unlock(&records_lock);
 }
 
 bool
 weft__rec_name_of(uint32_t id, char *buf, size_t len)
 {
     bool found = false;
-    spin_lock(&records_lock);
+    weft__spin_lock(&records_lock);
     for (weft__thread_rec_t *r = records; r != NULL; r = r->next) {
         if (atomic_load_explicit(&r->id, memory_order_relaxed) == id) {
             snprintf(buf, len, "%s", r->name);
@@ -287,7 +273,7 @@ weft__rec_name_of(uint32_t id, char *buf, size_t len)
             break;
         }
     }
-    spin_unlock(&records_lock);
+    weft__spin_unlock(&records_lock);
     return found;
 }
 

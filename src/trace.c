@@ -36,6 +36,7 @@
 #include <weft/thread.h>
 #include <weft/trace.h>
 
+#include "plat.h"
 #include "probe.h"
 #include "trace_impl.h"
 
@@ -61,20 +62,6 @@ static bool key_ok;
 /* A thread's ring; &exited once its exit destructor ran. */
 static _Thread_local weft__trace_ring_t *self_ring;
 static weft__trace_ring_t exited;
-
-static void
-spin_lock(_Atomic uint32_t *l)
-{
-    while (atomic_exchange_explicit(l, 1, memory_order_acquire) != 0) {
-        weft_thread_yield();
-    }
-}
-
-static void
-spin_unlock(_Atomic uint32_t *l)
-{
-    atomic_store_explicit(l, 0, memory_order_release);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Ring ownership                                                            */
@@ -117,7 +104,7 @@ static weft__trace_ring_t *
 adopt_free(size_t cap, uint32_t g)
 {
     weft__trace_ring_t *found = NULL;
-    spin_lock(&list_lock);
+    weft__spin_lock(&list_lock);
     for (weft__trace_ring_t *r = rings; r != NULL; r = r->next) {
         /* Acquire: pairs with the release in on_thread_exit. */
         if (r->cap == cap &&
@@ -131,7 +118,7 @@ adopt_free(size_t cap, uint32_t g)
             break;
         }
     }
-    spin_unlock(&list_lock);
+    weft__spin_unlock(&list_lock);
     return found;
 }
 
@@ -153,10 +140,10 @@ ring_new(size_t cap)
     atomic_init(&r->in_use, 1);
     atomic_init(&r->tid, weft__self_id());
     ring_name_self(r);
-    spin_lock(&list_lock);
+    weft__spin_lock(&list_lock);
     r->next = rings;
     rings = r;
-    spin_unlock(&list_lock);
+    weft__spin_unlock(&list_lock);
     return r;
 }
 
@@ -340,7 +327,7 @@ static void
 free_unused(size_t cap)
 {
     weft__trace_ring_t *dead = NULL;
-    spin_lock(&list_lock);
+    weft__spin_lock(&list_lock);
     for (weft__trace_ring_t **p = &rings; *p != NULL;) {
         weft__trace_ring_t *r = *p;
         if (r->cap != cap &&
@@ -352,7 +339,7 @@ free_unused(size_t cap)
             p = &r->next;
         }
     }
-    spin_unlock(&list_lock);
+    weft__spin_unlock(&list_lock);
     while (dead != NULL) {
         weft__trace_ring_t *r = dead;
         dead = r->next;
@@ -415,13 +402,13 @@ out:
 static void
 wait_recorders(void)
 {
-    spin_lock(&list_lock);
+    weft__spin_lock(&list_lock);
     for (weft__trace_ring_t *r = rings; r != NULL; r = r->next) {
         while (atomic_load_explicit(&r->busy, memory_order_seq_cst) != 0) {
             weft_thread_yield();
         }
     }
-    spin_unlock(&list_lock);
+    weft__spin_unlock(&list_lock);
 }
 
 void
@@ -448,20 +435,20 @@ static size_t
 count_rings(uint32_t g)
 {
     size_t n = 0;
-    spin_lock(&list_lock);
+    weft__spin_lock(&list_lock);
     for (weft__trace_ring_t *r = rings; r != NULL; r = r->next) {
         n += atomic_load_explicit(&r->gen, memory_order_acquire) == g;
     }
-    spin_unlock(&list_lock);
+    weft__spin_unlock(&list_lock);
     return n;
 }
 
 void
 weft__trace_ring_name(weft__trace_ring_t *r, char *buf, size_t len)
 {
-    spin_lock(&list_lock);
+    weft__spin_lock(&list_lock);
     snprintf(buf, len, "%s", r->name);
-    spin_unlock(&list_lock);
+    weft__spin_unlock(&list_lock);
 }
 
 int
@@ -486,7 +473,7 @@ weft__trace_snapshot(weft__trace_snap_t *s)
         if (v == NULL) {
             return WEFT_ENOMEM;
         }
-        spin_lock(&list_lock);
+        weft__spin_lock(&list_lock);
         size_t m = 0;
         for (weft__trace_ring_t *r = rings; r != NULL; r = r->next) {
             if (atomic_load_explicit(&r->gen, memory_order_acquire) == g) {
@@ -497,7 +484,7 @@ weft__trace_snapshot(weft__trace_snap_t *s)
                 v[m++] = r;
             }
         }
-        spin_unlock(&list_lock);
+        weft__spin_unlock(&list_lock);
         if (m <= n) {
             s->rings = v;
             s->n = m;
@@ -530,11 +517,11 @@ totals(uint64_t *held, uint64_t *lost)
     if (g == 0) {
         return;
     }
-    spin_lock(&list_lock);
+    weft__spin_lock(&list_lock);
     for (weft__trace_ring_t *r = rings; r != NULL; r = r->next) {
         ring_counts(r, g, held, lost);
     }
-    spin_unlock(&list_lock);
+    weft__spin_unlock(&list_lock);
 }
 
 uint64_t
